@@ -1,0 +1,1 @@
+"""Transaction flows (contracts, payments, invoices, reconciliation, risk). Built on the ledger core."""

@@ -1,0 +1,348 @@
+"""Append-only Merkle logs persisted in the database: the sequencer, proofs and checkpoints.
+
+One ``LogStore`` per process owns sequencing. Appends serialise on the log's row (``FOR UPDATE``
+on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so several processes may append safely; an append
+is acknowledged only after its transaction commits, which is what makes it durable.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from . import canonical, merkle, tables
+from .checkpoint import Checkpoint, NoteSigner
+from .db import DatabaseError
+from .errors import (
+    EntryNotFoundError,
+    LogNotFoundError,
+    RecordTooLargeError,
+    TreeSizeError,
+)
+
+DEFAULT_MAX_RECORD_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LogInfo:
+    id: int
+    name: str
+    origin: str
+    tree_size: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRecord:
+    """A record canonicalised, salted and hashed, ready to be sequenced."""
+
+    canonical: bytes
+    record_digest: bytes
+    salt: bytes
+    leaf_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    log_name: str
+    index: int
+    leaf_hash: bytes
+    record_digest: bytes
+    salt: bytes
+    appended_at: datetime
+    record_canonical: bytes | None = None
+
+    def record(self) -> object | None:
+        return None if self.record_canonical is None else json.loads(self.record_canonical)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    log_name: str
+    tree_size: int
+    root_hash: bytes
+    note: str
+    created_at: datetime
+
+
+def prepare_record(record: object, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                   salt: bytes | None = None) -> PreparedRecord:
+    """Canonicalise (RFC 8785), bound the size, salt and hash one record."""
+    body = canonical.canonicalize(record)
+    if len(body) > max_record_bytes:
+        raise RecordTooLargeError(len(body), max_record_bytes)
+    digest = canonical.record_digest(body)
+    salt = canonical.new_salt() if salt is None else salt
+    return PreparedRecord(body, digest, salt, merkle.leaf_hash(canonical.leaf_entry(salt, digest)))
+
+
+class LogStore:
+    """The logs of one database. Thread-safe; one instance per process."""
+
+    def __init__(self, engine: Engine, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
+        self.engine = engine
+        self.max_record_bytes = max_record_bytes
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        # Frontier cache: valid only while its size equals the committed tree size.
+        self._frontiers: dict[int, merkle.Frontier] = {}
+        self._listeners: list = []
+
+    # -- logs -------------------------------------------------------------------------------
+
+    def ensure_log(self, name: str, origin: str) -> LogInfo:
+        """Create the log if missing; an existing log keeps its origin (it is part of its identity)."""
+        existing = self._find_log(name)
+        if existing is not None:
+            return existing
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(tables.logs).values(
+                    name=name, origin=origin, tree_size=0, created_at=_now()))
+        except IntegrityError:
+            pass  # created concurrently
+        info = self._find_log(name)
+        assert info is not None
+        return info
+
+    def logs(self) -> list[LogInfo]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(tables.logs).order_by(tables.logs.c.id)).all()
+        return [_log_info(r) for r in rows]
+
+    def log(self, name: str) -> LogInfo:
+        info = self._find_log(name)
+        if info is None:
+            known = ", ".join(l.name for l in self.logs()) or "none"
+            raise LogNotFoundError(f"no log named {name!r} (known logs: {known})")
+        return info
+
+    def _find_log(self, name: str) -> LogInfo | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(tables.logs).where(tables.logs.c.name == name)).first()
+        return None if row is None else _log_info(row)
+
+    def add_listener(self, callback) -> None:  # type: ignore[no-untyped-def]
+        """``callback(log_name, new_tree_size)`` after each committed append (wakes the anchorer)."""
+        self._listeners.append(callback)
+
+    # -- appending --------------------------------------------------------------------------
+
+    def prepare(self, record: object) -> PreparedRecord:
+        return prepare_record(record, max_record_bytes=self.max_record_bytes)
+
+    def append(self, log_name: str, record: object, *, store_record: bool = True) -> Entry:
+        return self.append_many(log_name, [record], store_record=store_record)[0]
+
+    def append_many(self, log_name: str, records: Sequence[object], *,
+                    store_record: bool = True) -> list[Entry]:
+        """Append records atomically (all or none). Returns the entries once durable."""
+        prepared = [self.prepare(r) for r in records]
+        return self.append_prepared(log_name, prepared, store_record=store_record)
+
+    def append_prepared(self, log_name: str, prepared: Sequence[PreparedRecord], *,
+                        store_record: bool = True) -> list[Entry]:
+        if not prepared:
+            return []
+        info = self.log(log_name)
+        appended_at = _now()
+        with self._lock(log_name):
+            try:
+                with self.engine.begin() as conn:
+                    size = self._locked_size(conn, info.id)
+                    frontier = self._frontier(conn, info.id, size)
+                    frontier = merkle.Frontier(frontier.size, frontier.hashes)
+                    new_nodes = frontier.extend([p.leaf_hash for p in prepared])
+                    conn.execute(insert(tables.log_entries), [
+                        {
+                            "log_id": info.id,
+                            "idx": size + i,
+                            "leaf_hash": p.leaf_hash,
+                            "record_digest": p.record_digest,
+                            "salt": p.salt,
+                            "record": p.canonical.decode() if store_record else None,
+                            "appended_at": appended_at,
+                        }
+                        for i, p in enumerate(prepared)
+                    ])
+                    inner = [{"log_id": info.id, "level": lv, "idx": ix, "hash": h}
+                             for lv, ix, h in new_nodes if lv > 0]
+                    if inner:
+                        conn.execute(insert(tables.tree_nodes), inner)
+                    conn.execute(update(tables.logs).where(tables.logs.c.id == info.id)
+                                 .values(tree_size=frontier.size))
+            except SQLAlchemyError as e:
+                self._frontiers.pop(info.id, None)
+                raise DatabaseError(f"appending to log {log_name!r} failed: {e}") from e
+            self._frontiers[info.id] = frontier
+        for cb in self._listeners:
+            cb(log_name, frontier.size)
+        return [
+            Entry(log_name, size + i, p.leaf_hash, p.record_digest, p.salt, appended_at,
+                  p.canonical if store_record else None)
+            for i, p in enumerate(prepared)
+        ]
+
+    def _lock(self, log_name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(log_name, threading.Lock())
+
+    def _locked_size(self, conn: Connection, log_id: int) -> int:
+        stmt = select(tables.logs.c.tree_size).where(tables.logs.c.id == log_id)
+        if conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        return int(conn.execute(stmt).scalar_one())
+
+    def _frontier(self, conn: Connection, log_id: int, size: int) -> merkle.Frontier:
+        cached = self._frontiers.get(log_id)
+        if cached is not None and cached.size == size:
+            return cached
+        ids = merkle.Frontier.frontier_node_ids(size)
+        nodes = self._get_nodes(conn, log_id, ids)
+        return merkle.Frontier(size, [nodes[i] for i in ids])
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def tree_size(self, log_name: str) -> int:
+        return self.log(log_name).tree_size
+
+    def entry(self, log_name: str, index: int) -> Entry:
+        info = self.log(log_name)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(tables.log_entries).where(
+                tables.log_entries.c.log_id == info.id, tables.log_entries.c.idx == index)).first()
+        if row is None:
+            raise EntryNotFoundError(
+                f"log {log_name!r} has no entry {index} (its size is {info.tree_size})")
+        return Entry(log_name, row.idx, row.leaf_hash, row.record_digest, row.salt,
+                     _aware(row.appended_at), None if row.record is None else row.record.encode())
+
+    def root_hash(self, log_name: str, tree_size: int | None = None) -> bytes:
+        info = self.log(log_name)
+        size = info.tree_size if tree_size is None else tree_size
+        self._check_size(info, size)
+        ids = merkle.Frontier.frontier_node_ids(size)
+        with self.engine.connect() as conn:
+            nodes = self._get_nodes(conn, info.id, ids)
+        return merkle.Frontier(size, [nodes[i] for i in ids]).root()
+
+    def inclusion_proof(self, log_name: str, index: int, tree_size: int) -> list[bytes]:
+        info = self.log(log_name)
+        self._check_size(info, tree_size)
+        if not 0 <= index < tree_size:
+            raise TreeSizeError(f"leaf index must be in [0, {tree_size}) for tree size {tree_size}; got {index}")
+        with self.engine.connect() as conn:
+            return merkle.inclusion_proof(index, tree_size,
+                                          lambda ids: self._get_nodes(conn, info.id, ids))
+
+    def consistency_proof(self, log_name: str, first: int, second: int) -> list[bytes]:
+        info = self.log(log_name)
+        self._check_size(info, second)
+        if not 0 <= first <= second:
+            raise TreeSizeError(f"first tree size must be in [0, {second}]; got {first}")
+        with self.engine.connect() as conn:
+            return merkle.consistency_proof(first, second,
+                                            lambda ids: self._get_nodes(conn, info.id, ids))
+
+    def _check_size(self, info: LogInfo, size: int) -> None:
+        if not 0 <= size <= info.tree_size:
+            raise TreeSizeError(
+                f"tree size must be in [0, {info.tree_size}] for log {info.name!r}; got {size}")
+
+    def _get_nodes(self, conn: Connection, log_id: int,
+                   ids: Iterable[tuple[int, int]]) -> Mapping[tuple[int, int], bytes]:
+        ids = list(dict.fromkeys(ids))
+        out: dict[tuple[int, int], bytes] = {}
+        leaves = [ix for lv, ix in ids if lv == 0]
+        inner = [(lv, ix) for lv, ix in ids if lv > 0]
+        if leaves:
+            e = tables.log_entries.c
+            for idx, h in conn.execute(select(e.idx, e.leaf_hash).where(
+                    e.log_id == log_id, e.idx.in_(leaves))):
+                out[(0, idx)] = h
+        if inner:
+            n = tables.tree_nodes.c
+            cond = or_(*(and_(n.level == lv, n.idx == ix) for lv, ix in inner))
+            for lv, idx, h in conn.execute(select(n.level, n.idx, n.hash).where(
+                    n.log_id == log_id, cond)):
+                out[(lv, idx)] = h
+        missing = [i for i in ids if i not in out]
+        if missing:
+            raise DatabaseError(f"tree nodes missing from the database: {missing[:5]}")
+        return out
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def create_checkpoint(self, log_name: str, signer: NoteSigner,
+                          tree_size: int | None = None) -> StoredCheckpoint:
+        """Sign a checkpoint at ``tree_size`` (default: now) and store it; idempotent per size."""
+        info = self.log(log_name)
+        size = info.tree_size if tree_size is None else tree_size
+        existing = self.checkpoint(log_name, size)
+        if existing is not None:
+            return existing
+        root = self.root_hash(log_name, size)
+        note = signer.sign(Checkpoint(info.origin, size, root))
+        created = _now()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(tables.checkpoints).values(
+                    log_id=info.id, tree_size=size, root_hash=root, note=note, created_at=created))
+        except IntegrityError:
+            stored = self.checkpoint(log_name, size)
+            assert stored is not None
+            return stored
+        return StoredCheckpoint(log_name, size, root, note, created)
+
+    def checkpoint(self, log_name: str, tree_size: int) -> StoredCheckpoint | None:
+        info = self.log(log_name)
+        c = tables.checkpoints.c
+        with self.engine.connect() as conn:
+            row = conn.execute(select(tables.checkpoints).where(
+                c.log_id == info.id, c.tree_size == tree_size)).first()
+        return None if row is None else _checkpoint(log_name, row)
+
+    def checkpoints(self, log_name: str, *, limit: int = 100,
+                    before_size: int | None = None) -> list[StoredCheckpoint]:
+        info = self.log(log_name)
+        c = tables.checkpoints.c
+        stmt = select(tables.checkpoints).where(c.log_id == info.id)
+        if before_size is not None:
+            stmt = stmt.where(c.tree_size < before_size)
+        stmt = stmt.order_by(c.tree_size.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [_checkpoint(log_name, r) for r in conn.execute(stmt)]
+
+    def latest_checkpoint(self, log_name: str) -> StoredCheckpoint | None:
+        found = self.checkpoints(log_name, limit=1)
+        return found[0] if found else None
+
+    def count_entries(self, log_name: str) -> int:
+        info = self.log(log_name)
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(tables.log_entries).where(
+                tables.log_entries.c.log_id == info.id)).scalar_one())
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(dt: datetime) -> datetime:
+    # SQLite returns naive datetimes; every timestamp we store is UTC.
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def _log_info(row) -> LogInfo:  # type: ignore[no-untyped-def]
+    return LogInfo(row.id, row.name, row.origin, int(row.tree_size), _aware(row.created_at))
+
+
+def _checkpoint(log_name: str, row) -> StoredCheckpoint:  # type: ignore[no-untyped-def]
+    return StoredCheckpoint(log_name, int(row.tree_size), row.root_hash, row.note,
+                            _aware(row.created_at))

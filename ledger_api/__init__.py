@@ -1,0 +1,1 @@
+"""HTTP API, pages and the command line: the only layer that knows FastAPI."""

@@ -1,0 +1,1 @@
+"""Evidence notarization (web captures, files, officer signatures). Built on the ledger core."""

@@ -178,6 +178,16 @@ class Anchorer:
                 pass
         self._chain = None
 
+    def anchored_size(self, log_name: str) -> int:
+        """Tree size of the newest anchor this process knows of (0 before the first round)."""
+        if log_name not in self._anchored:
+            try:
+                last = self.book.latest(log_name, self.chain_id)
+            except ChainError:
+                return 0
+            self._anchored[log_name] = last.tree_size if last else 0
+        return self._anchored[log_name]
+
     # -- one round ----------------------------------------------------------------------------
 
     def anchor_log(self, log_name: str) -> AnchorRecord | None:

@@ -1,0 +1,113 @@
+"""The one mapping from domain errors to HTTP status codes."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from evidence_ledger.ledger.db import DatabaseError
+from evidence_ledger.ledger.errors import (
+    CanonicalizationError,
+    ChainError,
+    CheckpointError,
+    EntryNotFoundError,
+    LedgerError,
+    LogNotFoundError,
+    NotAnchoredError,
+    ProofError,
+    RecordTooLargeError,
+    TreeSizeError,
+    VerificationError,
+)
+
+from evidence_ledger.ledger.tokens import TokenNotFoundError
+
+from .auth import AuthError, ForbiddenError
+
+logger = logging.getLogger(__name__)
+
+
+class BodyTooLargeError(Exception):
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(f"request body exceeds the limit of {limit_bytes} bytes")
+
+
+# Most specific first: the first matching class wins.
+STATUS: list[tuple[type[BaseException], int, str]] = [
+    (AuthError, 401, "unauthorized"),
+    (ForbiddenError, 403, "forbidden"),
+    (BodyTooLargeError, 413, "payload_too_large"),
+    (RecordTooLargeError, 413, "record_too_large"),
+    (LogNotFoundError, 404, "log_not_found"),
+    (EntryNotFoundError, 404, "entry_not_found"),
+    (TokenNotFoundError, 404, "token_not_found"),
+    (TreeSizeError, 400, "bad_tree_size"),
+    (NotAnchoredError, 409, "not_anchored"),
+    (CanonicalizationError, 422, "bad_record"),
+    (VerificationError, 422, "verification_failed"),
+    (CheckpointError, 422, "bad_checkpoint"),
+    (ProofError, 422, "bad_proof"),
+    (ChainError, 503, "chain_unavailable"),
+    (DatabaseError, 503, "database_unavailable"),
+    (LedgerError, 400, "bad_request"),
+]
+
+
+def status_for(exc: BaseException) -> tuple[int, str]:
+    for cls, status, code in STATUS:
+        if isinstance(exc, cls):
+            return status, code
+    return 500, "internal_error"
+
+
+def error_body(code: str, message: str, **extra: object) -> dict[str, object]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def install(app: FastAPI) -> None:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        status, code = status_for(exc)
+        headers = {}
+        if status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        if status in (409, 503):
+            headers["Retry-After"] = "2"
+        extra = {"field": exc.field} if isinstance(exc, VerificationError) else {}
+        return JSONResponse(error_body(code, str(exc), **extra), status_code=status, headers=headers)
+
+    for cls, _, _ in STATUS:
+        app.add_exception_handler(cls, handle)
+
+    async def validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"location": ".".join(str(p) for p in e["loc"]), "message": e["msg"],
+             "got": _short(e.get("input"))}
+            for e in exc.errors()
+        ]
+        first = details[0] if details else {"location": "body", "message": "invalid"}
+        msg = f"{first['location']}: {first['message']}"
+        return JSONResponse(error_body("invalid_request", msg, details=details), status_code=422)
+
+    app.add_exception_handler(RequestValidationError, validation)
+
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(error_body("http_error", str(exc.detail)), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal_error", "internal error; see the server log"),
+                            status_code=500)
+
+    app.add_exception_handler(Exception, unexpected)
+
+
+def _short(value: object) -> object:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."

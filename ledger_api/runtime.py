@@ -1,0 +1,121 @@
+"""Wiring: turns one ``Settings`` into the running parts (database, logs, signers, chain, anchorer)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from evidence_ledger.ledger import db
+from evidence_ledger.ledger.anchoring import Anchorer
+from evidence_ledger.ledger.anvil import ANVIL_DEV_PRIVATE_KEY, AnvilNode, find_anvil_binary
+from evidence_ledger.ledger.chain import ChainClient, connect, load_keystore, memory_chain
+from evidence_ledger.ledger.checkpoint import NoteSigner, load_or_create_key_file
+from evidence_ledger.ledger.deployments import Deployments, verify_deployment
+from evidence_ledger.ledger.errors import ChainUnavailableError, DeploymentError
+from evidence_ledger.ledger.log import LogStore
+from evidence_ledger.ledger.tokens import TokenBook
+
+from .settings import LOG_NAMES, Settings
+
+logger = logging.getLogger(__name__)
+
+
+def anchoring_key(settings: Settings) -> str:
+    """The chain key: explicit, from a keystore, or anvil's public dev key for the local anvil."""
+    if settings.private_key is not None:
+        return settings.private_key.get_secret_value()
+    if settings.keystore_path is not None:
+        password = settings.keystore_password.get_secret_value() if settings.keystore_password else ""
+        return load_keystore(settings.keystore_path, password)
+    if settings.chain == "anvil":
+        return ANVIL_DEV_PRIVATE_KEY
+    raise DeploymentError("the rpc chain needs LEDGER_PRIVATE_KEY or LEDGER_KEYSTORE_PATH")
+
+
+def anvil_node(settings: Settings) -> AnvilNode:
+    binary = settings.anvil_binary or find_anvil_binary(settings.node_modules_dir)
+    return AnvilNode(binary=binary, state_dir=settings.anvil_dir, port=settings.anvil_port)
+
+
+def chain_factory(settings: Settings) -> Callable[[], ChainClient]:
+    if settings.chain == "memory":
+        chain = memory_chain()  # in-process: one instance for the process's life
+        return lambda: chain
+    key = anchoring_key(settings)
+    deployments_path = settings.resolved_deployments_path
+
+    def make() -> ChainClient:
+        deployments = Deployments.load(deployments_path)
+        client = connect(settings.rpc_url, key, deployments)
+        verify_deployment(client, deployments)
+        return client
+
+    return make
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    store: LogStore
+    tokens: TokenBook
+    signers: dict[str, NoteSigner]
+    anchorer: Anchorer
+    sequencer_lock: db.SequencerLock
+    is_sequencer: bool = False
+    verifier_keys: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = db.create_db_engine(settings.resolved_database_url)
+        db.migrate(engine)
+        store = LogStore(engine, max_record_bytes=settings.max_record_bytes)
+        signers: dict[str, NoteSigner] = {}
+        for name in LOG_NAMES:
+            origin = settings.origin(name)
+            info = store.ensure_log(name, origin)
+            key = load_or_create_key_file(settings.keys_dir / f"{name}.pem")
+            signers[name] = NoteSigner(info.origin, key)
+        anchorer = Anchorer(store, chain_factory(settings), signers,
+                            interval_s=settings.anchor_interval_s,
+                            max_leaves=settings.anchor_max_leaves)
+        lock_path = settings.data_dir / "sequencer.lock" if db.is_sqlite(engine) else None
+        return cls(settings, engine, store, TokenBook(engine), signers, anchorer,
+                   db.SequencerLock(engine, lock_path),
+                   verifier_keys={n: s.verifier_key() for n, s in signers.items()})
+
+    def check_chain(self) -> None:
+        """Refuse to run against a chain whose deployed code does not match the artifacts;
+        a chain that is down is tolerated (records wait and are anchored when it returns)."""
+        try:
+            self.anchorer.chain()
+        except ChainUnavailableError as e:
+            logger.warning("chain unavailable at start; anchoring will retry: %s", e)
+            self.anchorer.health.chain_ok = False
+            self.anchorer.health.last_error = str(e)
+
+    def start(self) -> None:
+        self.check_chain()
+        self.is_sequencer = self.sequencer_lock.try_acquire()
+        if self.is_sequencer:
+            self.anchorer.start()
+        else:
+            logger.info("another process holds the sequencer lock; this one will not anchor")
+
+    def stop(self) -> None:
+        self.anchorer.stop()
+        self.sequencer_lock.release()
+        self.engine.dispose()
+
+
+def write_secret_file(path: Path, content: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_text(content)
+    tmp.replace(path)

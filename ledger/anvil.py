@@ -257,18 +257,40 @@ class AnvilNode:
             return s.connect_ex((self.host, self.port)) == 0
 
     def _check_state_file(self) -> None:
-        """Refuse to start on a truncated state file (killed mid-dump) instead of silently
-        starting an empty chain; keep a copy of the last good one."""
+        """Prepare the state file before a start.
+
+        * Refuse a truncated file (killed mid-dump) instead of silently starting an empty chain;
+          keep a copy of the last good one in ``state.json.bak``.
+        * Drop the spurious genesis blocks anvil adds: anvil 1.7.1 creates a new genesis block
+          (timestamped at start-up) on every start and dumps it next to the loaded one, so after
+          a few restarts the file holds several blocks number 0 and which one ``eth_getBlockByNumber(0)``
+          serves is random -- block 1's ``parentHash`` would then point nowhere. The real genesis
+          is the oldest; with only that one in the file anvil serves it again.
+        """
         if not self.state_file.exists():
             return
         try:
             with self.state_file.open("rb") as fh:
-                json.load(fh)
+                state = json.load(fh)
         except (ValueError, OSError) as e:
             backup = self.state_dir / _STATE_BACKUP
             hint = f"; the last good copy is {backup}" if backup.exists() else ""
             raise AnvilError(f"anvil state file {self.state_file} is unreadable ({e}){hint}") from e
         shutil.copy2(self.state_file, self.state_dir / _STATE_BACKUP)
+        blocks = state.get("blocks") if isinstance(state, dict) else None
+        if not isinstance(blocks, list):
+            return
+        try:
+            geneses = [b for b in blocks if int(b["header"]["number"], 16) == 0]
+            if len(geneses) < 2:
+                return
+            keep = min(geneses, key=lambda b: int(b["header"]["timestamp"], 16))
+        except (KeyError, TypeError, ValueError):
+            return  # unknown layout (another anvil version): leave it alone
+        state["blocks"] = [b for b in blocks if b is keep or b not in geneses]
+        tmp = self.state_file.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(state, separators=(",", ":")))
+        os.replace(tmp, self.state_file)
 
     def _write_pid(self, pid: int) -> None:
         tmp = self.pid_file.with_suffix(".pid.tmp")

@@ -124,6 +124,8 @@ def _unb64(path: str, value: str) -> bytes:
         raise BundleFormatError(path, f"not valid base64: {e}") from e
     if len(raw) != 32:
         raise BundleFormatError(path, f"expected 32 bytes, got {len(raw)}")
+    if base64.b64encode(raw).decode() != value:  # unused bits set: another spelling of the same bytes
+        raise BundleFormatError(path, "not canonical base64 (altered padding bits)")
     return raw
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "record_digest",
     "leaf_entry",
     "commitment_entry",
+    "MAX_DEPTH",
 ]
 
 SALT_BYTES = 32
@@ -70,33 +71,45 @@ _dumps = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
 ).encode
 _INT_MAX = 2**53 - 1
+MAX_DEPTH = 100
+"""Most arrays/objects that may enclose one another (bounded independently of the recursion limit)."""
 
 
-def _plain(value: Any) -> bool:
-    """True if ``value`` only holds None/bool/str/in-range int/list/tuple/dict with BMP str keys."""
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Walk ``value`` fully; True if it only holds None/bool/str/in-range int/list/tuple/dict
+    with BMP str keys (the fast-path types).  Raises if nesting exceeds :data:`MAX_DEPTH`."""
     t = type(value)
     if t is str or value is None or t is bool:
         return True
     if t is int:
         return -_INT_MAX <= value <= _INT_MAX
+    if depth >= MAX_DEPTH and isinstance(value, (dict, list, tuple)):
+        raise CanonicalizationError(
+            f"cannot canonicalise record: nested too deeply (more than {MAX_DEPTH} levels)"
+        )
+    plain = True
     if t is dict:
         for key, item in value.items():
             if type(key) is not str or not (key.isascii() or max(key, default="") < "\U00010000"):
-                return False
+                plain = False
             t = type(item)
             if t is str or (t is int and -_INT_MAX <= item <= _INT_MAX) or item is None or t is bool:
                 continue
-            if not _plain(item):
-                return False
-        return True
+            if not _plain(item, depth + 1):
+                plain = False
+        return plain
     if t is list or t is tuple:
         for item in value:
             t = type(item)
             if t is str or (t is int and -_INT_MAX <= item <= _INT_MAX) or item is None or t is bool:
                 continue
-            if not _plain(item):
-                return False
-        return True
+            if not _plain(item, depth + 1):
+                plain = False
+        return plain
+    if isinstance(value, (dict, list, tuple)):  # subclasses: still bound the depth
+        items = value.values() if isinstance(value, dict) else value
+        for item in items:
+            _plain(item, depth + 1)
     return False
 
 
@@ -104,17 +117,14 @@ def canonicalize(record: Any) -> bytes:
     """RFC 8785 canonical JSON bytes of ``record`` (dict/list/str/int/float/bool/None).
 
     Raises :class:`CanonicalizationError` for values JCS cannot represent: NaN or infinite floats,
-    integers beyond +-(2**53 - 1), non-string object keys, lone surrogates, other Python types.
+    integers beyond +-(2**53 - 1), non-string object keys, lone surrogates, other Python types,
+    nesting deeper than :data:`MAX_DEPTH`.
     """
     # Fast path: for records without floats (and with BMP-only keys, exact builtin types and
     # integers in the I-JSON range) the C JSON encoder produces exactly the RFC 8785 bytes:
     # same escaping, same separators, and code-point key order equals UTF-16 order for BMP keys.
     # Anything else takes the reference implementation.
-    try:
-        plain = _plain(record)
-    except RecursionError:
-        plain = False
-    if plain:
+    if _plain(record):
         try:
             return _dumps(record).encode("utf-8")
         except (UnicodeEncodeError, RecursionError, ValueError, TypeError):
@@ -136,6 +146,10 @@ def canonicalize(record: Any) -> bytes:
         where = _locate(record)
         suffix = f" at {where}" if where else ""
         raise CanonicalizationError(f"cannot canonicalise record{suffix}: {exc}") from None
+    except UnicodeError:
+        raise CanonicalizationError(
+            "cannot canonicalise record: a string or key contains lone surrogates (not valid UTF-8)"
+        ) from None
     except RecursionError:
         raise CanonicalizationError("cannot canonicalise record: nested too deeply") from None
 

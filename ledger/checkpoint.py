@@ -57,9 +57,13 @@ _DECIMAL = re.compile(r"(0|[1-9][0-9]*)\Z")
 
 def _b64decode(text: str, what: str) -> bytes:
     try:
-        return base64.b64decode(text.encode("ascii"), validate=True)
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
         raise CheckpointError(f"{what} is not valid standard base64: {text!r}") from None
+    # Padding bits set to other values spell the same bytes: refuse, so no byte can change silently.
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise CheckpointError(f"{what} is not canonical base64: {text!r}")
+    return raw
 
 
 def _check_key_name(name: str) -> str:

@@ -56,19 +56,16 @@ _OUTPUT_SELECTION = [
     "evm.methodIdentifiers",
 ]
 
-#: Node program: read standard JSON on stdin, compile with the solc package whose directory is
-#: argv[1], print the output; ``--version`` prints ``solc.version()`` instead.
+#: Node program: read standard JSON on stdin, compile it with the solc package whose directory is
+#: argv[1], and print ``{"version": solc.version(), "output": <standard JSON output string>}``.
 _NODE_SCRIPT = r"""
 const solc = require(process.argv[1]);
-if (process.argv[2] === "--version") {
-  process.stdout.write(solc.version());
-} else {
-  const chunks = [];
-  process.stdin.on("data", (c) => chunks.push(c));
-  process.stdin.on("end", () => {
-    process.stdout.write(solc.compile(Buffer.concat(chunks).toString("utf8")));
-  });
-}
+const chunks = [];
+process.stdin.on("data", (c) => chunks.push(c));
+process.stdin.on("end", () => {
+  const input = Buffer.concat(chunks).toString("utf8");
+  process.stdout.write(JSON.stringify({ version: solc.version(), output: solc.compile(input) }));
+});
 """
 
 
@@ -163,27 +160,7 @@ def _solcjs_dir(node_modules_dir: Path) -> Path:
     return package_dir
 
 
-def solcjs_version(node_modules_dir: Path | None = None) -> str:
-    """The full version string of the npm solc package (``solc.version()``)."""
-    package_dir = _solcjs_dir(node_modules_dir or default_node_modules_dir())
-    try:
-        proc = subprocess.run(
-            [_node_executable(), "-e", _NODE_SCRIPT, str(package_dir), "--version"],
-            capture_output=True,
-            check=False,
-            timeout=120,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CompilerError(f"could not run npm solc: {exc}") from exc
-    if proc.returncode != 0:
-        raise CompilerError(f"npm solc failed: {proc.stderr.decode('utf-8', 'replace').strip()}")
-    return proc.stdout.decode("utf-8").strip()
-
-
 def _run_solcjs(node_modules_dir: Path, standard_input: dict[str, Any]) -> dict[str, Any]:
-    version = solcjs_version(node_modules_dir)
-    if version.split("+", 1)[0] != SOLC_VERSION:
-        raise CompilerError(f"npm solc reports version {version}; {SOLC_VERSION} is required")
     package_dir = _solcjs_dir(node_modules_dir)
     try:
         proc = subprocess.run(
@@ -195,19 +172,24 @@ def _run_solcjs(node_modules_dir: Path, standard_input: dict[str, Any]) -> dict[
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise CompilerError(f"could not run npm solc: {exc}") from exc
-    return _parse_output(proc, "npm solc")
-
-
-def _parse_output(proc: subprocess.CompletedProcess[bytes], label: str) -> dict[str, Any]:
     if proc.returncode != 0:
         raise CompilerError(
-            f"{label} exited with {proc.returncode}: {proc.stderr.decode('utf-8', 'replace').strip()}"
+            f"npm solc exited with {proc.returncode}: "
+            f"{proc.stderr.decode('utf-8', 'replace').strip()}"
         )
     try:
-        output = json.loads(proc.stdout)
+        envelope = json.loads(proc.stdout)
+        version, output_text = envelope["version"], envelope["output"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CompilerError(f"npm solc printed unexpected output: {exc}") from exc
+    # e.g. "0.8.28+commit.7893614a.Emscripten.clang": the same release and commit as native solc.
+    if version.split("+", 1)[0] != SOLC_VERSION:
+        raise CompilerError(f"npm solc reports version {version}; {SOLC_VERSION} is required")
+    try:
+        output = json.loads(output_text)
     except ValueError as exc:
-        raise CompilerError(f"{label} printed invalid JSON: {exc}") from exc
-    return _check_errors(output, label)
+        raise CompilerError(f"npm solc printed invalid JSON: {exc}") from exc
+    return _check_errors(output, "npm solc")
 
 
 def _check_errors(output: dict[str, Any], label: str) -> dict[str, Any]:

@@ -82,11 +82,21 @@ def find_anvil_binary(
 ) -> Path:
     """Locate the anvil binary.
 
-    ``explicit`` wins if given (it must exist). Otherwise each search root (default: the current
+    ``explicit`` wins if given: the binary itself, or a folder (a project root or its
+    ``node_modules``) to search as below instead of the defaults. Otherwise each search root (default: the current
     directory and the project root) is tried for the npm platform package
     ``node_modules/@foundry-rs/anvil-<os>-<arch>/bin/anvil`` (the real binary), then for the npm
     shim ``node_modules/.bin/anvil``, and finally ``anvil`` on ``PATH``.
     """
+    explicit_dir = Path(explicit) if explicit is not None and Path(explicit).is_dir() else None
+    if explicit_dir is not None:
+        # A project root or its node_modules folder: search there.
+        folder = Path(explicit)
+        search_roots = [folder.parent if folder.name == "node_modules" else folder]
+        explicit = None
+        for candidate in (folder / "bin" / "anvil", folder / "anvil"):
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return candidate
     if explicit is not None:
         path = Path(explicit)
         if not path.is_file():
@@ -105,7 +115,7 @@ def find_anvil_binary(
             tried.append(str(candidate))
             if candidate.is_file() and os.access(candidate, os.X_OK):
                 return candidate
-    on_path = shutil.which(exe)
+    on_path = shutil.which(exe) if explicit_dir is None else None
     if on_path:
         return Path(on_path)
     raise AnvilError(

@@ -133,7 +133,8 @@ class ChainClient(Protocol):
     def checkpoint_count(self, log_id: bytes) -> int: ...
     def latest_checkpoint(self, log_id: bytes) -> OnChainCheckpoint | None: ...
     def find_checkpoint(self, log_id: bytes, tree_size: int) -> OnChainCheckpoint | None: ...
-    def fetch_anchor(self, tx_hash_hex: str) -> AnchorReceipt: ...
+    def fetch_anchor(self, tx_hash_hex: str, contract_address: str | None = None) -> AnchorReceipt: ...
+    def find_anchor(self, log_id: bytes, index: int) -> AnchorReceipt: ...
     def is_available(self) -> bool: ...
     def close(self) -> None: ...
 
@@ -353,13 +354,15 @@ class Web3Chain:
     def _contract(self, address: str | None = None) -> Any:
         address = address or self.anchor_address
         if address is None:
-            raise DeploymentError("no LedgerAnchor address configured for this chain client")
+            raise DeploymentError(
+                f"no {ANCHOR_CONTRACT} deployment recorded for chain id {self.chain_id} (deploy the contracts first)"
+            )
         return self.w3.eth.contract(address=to_checksum_address(address), abi=self._anchor_abi)
 
     # -- transactions --------------------------------------------------------------------------
 
-    def _fee_fields(self) -> dict[str, int]:
-        block = self.w3.eth.get_block("latest")
+    def _fee_fields(self, block: Mapping[str, Any]) -> dict[str, int]:
+        """EIP-1559 fees (2 x base fee + tip) if the node has a base fee, else a legacy gas price."""
         base_fee = block.get("baseFeePerGas")
         if base_fee is None:  # legacy-only node (e.g. FISCO BCOS, old Besu free-gas networks)
             return {"gasPrice": int(self.w3.eth.gas_price)}
@@ -382,9 +385,10 @@ class Web3Chain:
             tx.pop("gasPrice", None)
             tx.pop("maxFeePerGas", None)
             tx.pop("maxPriorityFeePerGas", None)
-            tx.update(self._fee_fields())
+            latest = self.w3.eth.get_block("latest")
+            tx.update(self._fee_fields(latest))
             estimate = self.w3.eth.estimate_gas({k: v for k, v in tx.items() if k != "nonce"})
-            block_gas_limit = int(self.w3.eth.get_block("latest")["gasLimit"])
+            block_gas_limit = int(latest["gasLimit"])
             tx["gas"] = min(estimate * _GAS_MARGIN_NUM // _GAS_MARGIN_DEN + _GAS_MARGIN_ADD, block_gas_limit)
             signed = self.account.sign_transaction(tx)
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
@@ -445,7 +449,9 @@ class Web3Chain:
         receipt = self._transact({"to": contract.address, "data": data, "value": 0}, "anchoring")
         return self._anchor_receipt(receipt, contract, expected_log_id=bytes(log_id))
 
-    def _anchor_receipt(self, receipt: Any, contract: Any, expected_log_id: bytes | None = None) -> AnchorReceipt:
+    def _anchor_receipt(
+        self, receipt: Any, contract: Any, expected_log_id: bytes | None = None, expected_index: int | None = None
+    ) -> AnchorReceipt:
         tx_hash = _hex(receipt["transactionHash"])
         with _translate(f"decoding anchor transaction {tx_hash}", self._errors):
             events = [
@@ -453,6 +459,7 @@ class Web3Chain:
                 for ev in contract.events.CheckpointAnchored().process_receipt(receipt, errors=DISCARD)
                 if to_checksum_address(ev["address"]) == contract.address
                 and (expected_log_id is None or bytes(ev["args"]["logId"]) == expected_log_id)
+                and (expected_index is None or int(ev["args"]["index"]) == expected_index)
             ]
             if not events:
                 raise ChainError(
@@ -494,6 +501,27 @@ class Web3Chain:
         if receipt["status"] != 1:
             raise ChainError(f"transaction {tx_hash_hex} failed (status 0); it anchored nothing")
         return self._anchor_receipt(receipt, contract)
+
+    def find_anchor(self, log_id: bytes, index: int) -> AnchorReceipt:
+        """The anchor of checkpoint ``index`` of a log, recovered from the chain (its
+        ``CheckpointAnchored`` event in the block the contract recorded): e.g. for a checkpoint
+        that was sent before a crash but whose receipt was never stored.
+        ``ContractRevertError('IndexOutOfRange', ...)`` if there is no such checkpoint."""
+        _check_bytes32("log_id", log_id)
+        checkpoint = self.checkpoint_at(log_id, index)
+        contract = self._contract()
+        with _translate(f"finding the anchor of checkpoint {index}", self._errors):
+            events = contract.events.CheckpointAnchored().get_logs(
+                argument_filters={"logId": bytes(log_id), "index": int(index)},
+                from_block=checkpoint.block_number,
+                to_block=checkpoint.block_number,
+            )
+            if not events:
+                raise ChainError(
+                    f"no CheckpointAnchored event for checkpoint {index} in block {checkpoint.block_number}"
+                )
+            receipt = self.w3.eth.get_transaction_receipt(events[0]["transactionHash"])
+        return self._anchor_receipt(receipt, contract, expected_log_id=bytes(log_id), expected_index=int(index))
 
     def checkpoint_count(self, log_id: bytes) -> int:
         _check_bytes32("log_id", log_id)
@@ -604,13 +632,16 @@ def connect(
     timeout_s: float = 10,
     *,
     receipt_timeout_s: float = 120.0,
-    check_code: bool = True,
+    strict: bool = False,
 ) -> Web3Chain:
     """A client for a JSON-RPC (HTTP) endpoint, with addresses from ``deployments``.
 
     ``private_key`` ``None`` gives a read-only client (``anchor`` raises ``ChainError``).
-    Raises ``ChainUnavailableError`` if the endpoint does not answer, ``DeploymentError`` if no
-    ``LedgerAnchor`` is recorded for the endpoint's chain id or (``check_code``) none is there.
+    Raises ``ChainUnavailableError`` if the endpoint does not answer. If no ``LedgerAnchor`` is
+    recorded for the endpoint's chain id the client has no anchor address (fine for deploying;
+    anchoring and reading raise ``DeploymentError``); ``strict=True`` raises ``DeploymentError``
+    right away then, and also when no code is at the recorded address. For a full check of the
+    code use :func:`~evidence_ledger.ledger.deployments.verify_deployment`.
     """
     w3, session = _http_web3(rpc_url, timeout_s)
     account = _account(private_key) if private_key is not None else None
@@ -620,19 +651,21 @@ def connect(
     except BaseException:
         session.close()
         raise
-    anchor = deployments.get(chain.chain_id, ANCHOR_CONTRACT)
-    if anchor is None:
+    try:
+        anchor = deployments.get(chain.chain_id, ANCHOR_CONTRACT)
+        authority = deployments.get(chain.chain_id, AUTHORITY_CONTRACT)
+        if anchor is None and strict:
+            raise DeploymentError(f"no {ANCHOR_CONTRACT} deployment recorded for chain id {chain.chain_id} ({rpc_url})")
+        chain.anchor_address = to_checksum_address(anchor.address) if anchor else None
+        chain.authority_address = to_checksum_address(authority.address) if authority else None
+        if strict and not chain.code_at(chain.anchor_address):
+            raise DeploymentError(
+                f"no code at the recorded {ANCHOR_CONTRACT} address {chain.anchor_address} on chain "
+                f"{chain.chain_id} (a fresh node? deploy the contracts)"
+            )
+    except BaseException:
         chain.close()
-        raise DeploymentError(f"no {ANCHOR_CONTRACT} deployment recorded for chain id {chain.chain_id} ({rpc_url})")
-    authority = deployments.get(chain.chain_id, AUTHORITY_CONTRACT)
-    chain.anchor_address = to_checksum_address(anchor.address)
-    chain.authority_address = to_checksum_address(authority.address) if authority else None
-    if check_code and not chain.code_at(chain.anchor_address):
-        chain.close()
-        raise DeploymentError(
-            f"no code at the recorded {ANCHOR_CONTRACT} address {chain.anchor_address} on chain "
-            f"{chain.chain_id} (a fresh node? run deploy)"
-        )
+        raise
     return chain
 
 

@@ -54,6 +54,12 @@ class DeploymentRecord:
     deployed_at: datetime
     code_sha256: str
 
+    def __getitem__(self, key: str) -> Any:
+        """Mapping-style access (``record["address"]``), as in the JSON file."""
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["deployed_at"] = self.deployed_at.isoformat()
@@ -257,8 +263,8 @@ def _signing_chain(target: Web3Chain | str, private_key: str | None, timeout_s: 
 
 def deploy_contracts(
     target: Web3Chain | str,
-    private_key: str | None,
-    path: Path,
+    private_key: str | None = None,
+    path: Path | None = None,
     *,
     names: Sequence[str] = CONTRACT_NAMES,
     timeout_s: float = 10,
@@ -268,8 +274,13 @@ def deploy_contracts(
     A contract is (re)deployed if no record exists for the chain id, or if one exists but there is
     no code at its address (e.g. a fresh anvil). Existing code is kept as is: use
     :func:`verify_deployment` to check it. ``target`` is a :class:`Web3Chain` or an RPC URL; with a
-    ``Web3Chain`` its addresses are updated. Returns the records for ``names``.
+    ``Web3Chain`` its addresses are updated, and its own key is used when ``private_key`` is
+    ``None`` (``deploy_contracts(chain, path)`` also works). Returns the records for ``names``.
     """
+    if path is None and isinstance(private_key, os.PathLike):
+        private_key, path = None, Path(private_key)
+    if path is None:
+        raise TypeError("deploy_contracts needs the path of the deployments file")
     chain, owned = _signing_chain(target, private_key, timeout_s)
     try:
         deployments = Deployments.load(path)

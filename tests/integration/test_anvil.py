@@ -78,6 +78,20 @@ def test_port_taken_by_someone_else(anvil_node: AnvilNode, tmp_path: Path) -> No
             node.up(timeout_s=5)
 
 
+def test_find_binary(anvil_binary: Path, tmp_path: Path) -> None:
+    from evidence_ledger.ledger.anvil import find_anvil_binary
+
+    from .conftest import PROJECT_ROOT
+
+    assert find_anvil_binary(anvil_binary) == anvil_binary
+    assert "@foundry-rs" in str(find_anvil_binary(PROJECT_ROOT / "node_modules"))
+    assert "@foundry-rs" in str(find_anvil_binary(PROJECT_ROOT))
+    with pytest.raises(AnvilError, match="not found"):
+        find_anvil_binary(tmp_path / "anvil")
+    with pytest.raises(AnvilError, match="not found"):
+        find_anvil_binary(tmp_path)
+
+
 def test_missing_binary(tmp_path: Path) -> None:
     with pytest.raises(AnvilError, match="not found"):
         AnvilNode(tmp_path / "no-anvil", tmp_path / "state", port=free_port()).up()
@@ -147,12 +161,28 @@ def test_verify_detects_wrong_code(anvil_node: AnvilNode, deployed: tuple[Path, 
     ghost.set(31337, "Authority", DeploymentRecord("0x" + "42" * 20, "0x", 0, impostor.deployed_at, "x"))
     with pytest.raises(DeploymentError, match="no code deployed"):
         verify_deployment(anvil_node.rpc_url, ghost, 31337)
-    # connect refuses an address without code, and an unknown chain.
+    # connect(strict=True) refuses an address without code, and a chain with nothing recorded.
     ghost.set(31337, "LedgerAnchor", DeploymentRecord("0x" + "42" * 20, "0x", 0, impostor.deployed_at, "x"))
     with pytest.raises(DeploymentError, match="no code"):
-        connect(anvil_node.rpc_url, None, ghost)
+        connect(anvil_node.rpc_url, None, ghost, strict=True)
     with pytest.raises(DeploymentError, match="no LedgerAnchor deployment recorded for chain id 31337"):
-        connect(anvil_node.rpc_url, None, Deployments())
+        connect(anvil_node.rpc_url, None, Deployments(), strict=True)
+    # Lenient (the default, for deploying): the error comes when the contract is used.
+    with connect(anvil_node.rpc_url, None, Deployments()) as bare:
+        assert bare.anchor_address is None
+        with pytest.raises(DeploymentError, match="no LedgerAnchor deployment recorded for chain id 31337"):
+            bare.checkpoint_count(_log("bare"))
+
+
+def test_deploy_through_a_connected_client(anvil_node: AnvilNode, tmp_path: Path) -> None:
+    """The CLI's flow: connect (nothing recorded yet), then deploy_contracts(client, path)."""
+    path = tmp_path / "deployments.json"
+    with connect(anvil_node.rpc_url, ANVIL_DEV_PRIVATE_KEY, Deployments.load(path)) as client:
+        result = deploy_contracts(client, path)
+        assert client.anchor_address == result["LedgerAnchor"]["address"]
+        receipt = client.anchor(_log("cli"), 1, _root(1))
+        assert receipt.contract_address == result["LedgerAnchor"].address
+    verify_deployment(anvil_node.rpc_url, Deployments.load(path))
 
 
 # -- anchoring ------------------------------------------------------------------------------------
@@ -179,6 +209,7 @@ def test_anchor_several_checkpoints(anvil_node: AnvilNode, deployed: tuple[Path,
         assert info.value.args_decoded == (log_id, 1000, 1000)
         for r in receipts:
             assert chain.fetch_anchor(r.tx_hash_hex) == r
+            assert chain.find_anchor(log_id, r.checkpoint_index) == r
 
         # A verifier with only an RPC URL and the contract address from a bundle.
         with read_only(anvil_node.rpc_url) as verifier:
@@ -267,6 +298,7 @@ def test_persistence_across_clean_restart_and_kill9(fresh_anvil: AnvilNode, tmp_
         assert {n: h for n, h in _snapshot(chain).items() if n in blocks} == blocks
         for r in receipts:
             assert chain.fetch_anchor(r.tx_hash_hex) == r
+            assert chain.find_anchor(log_id, r.checkpoint_index) == r
         assert chain.checkpoint_count(log_id) == 5
         assert chain.latest_checkpoint(log_id).tree_size == 50
         with pytest.raises(ContractRevertError):

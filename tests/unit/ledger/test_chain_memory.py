@@ -162,6 +162,17 @@ def test_fetch_anchor_reads_back_the_receipt(chain: Web3Chain) -> None:
     assert chain.fetch_anchor(receipt.tx_hash_hex, contract_address=chain.anchor_address.lower()) == receipt
 
 
+def test_find_anchor_recovers_a_receipt_from_the_chain(chain: Web3Chain) -> None:
+    log_id = _log("find")
+    receipts = [chain.anchor(log_id, size, root) for size, root in ((1, ROOT_A), (2, ROOT_B), (3, ROOT_C))]
+    chain.anchor(_log("noise"), 1, ROOT_A)
+    for r in receipts:
+        assert chain.find_anchor(log_id, r.checkpoint_index) == r
+    with pytest.raises(ContractRevertError) as info:
+        chain.find_anchor(log_id, 3)
+    assert info.value.error_name == "IndexOutOfRange"
+
+
 def test_fetch_anchor_rejects_what_is_not_an_anchor(chain: Web3Chain) -> None:
     with pytest.raises(ChainError, match="not found"):
         chain.fetch_anchor("0x" + "11" * 32)
@@ -256,10 +267,14 @@ def test_deploy_and_verify_on_memory_chain(tmp_path) -> None:
     assert rec.code_sha256 == hashlib.sha256(load_artifact("LedgerAnchor").deployed_bytecode).hexdigest()
     assert verify_deployment(chain, deployments) == records
 
-    # Idempotent: a second run deploys nothing.
+    # Idempotent: a second run deploys nothing (also in the two-argument form).
     block = chain.block_number()
     assert deploy_contracts(chain, None, path) == records
+    assert deploy_contracts(chain, path) == records
     assert chain.block_number() == block
+    assert records["LedgerAnchor"]["address"] == records["LedgerAnchor"].address
+    with pytest.raises(KeyError):
+        records["LedgerAnchor"]["nope"]
 
     # The file points LedgerAnchor at the Authority contract: mismatch.
     tampered = Deployments.load(path)
@@ -275,3 +290,20 @@ def test_deploy_and_verify_on_memory_chain(tmp_path) -> None:
         verify_deployment(chain, Deployments())
     with pytest.raises(DeploymentError, match="chain id"):
         verify_deployment(chain, deployments, chain_id=1)
+
+
+def test_legacy_only_node_gets_a_gas_price(chain: Web3Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node without EIP-1559 (no baseFeePerGas in blocks) gets a type-0 transaction."""
+    real_get_block = chain.w3.eth.get_block
+
+    def legacy_get_block(*args, **kwargs):
+        block = dict(real_get_block(*args, **kwargs))
+        block.pop("baseFeePerGas", None)
+        return block
+
+    monkeypatch.setattr(chain.w3.eth, "get_block", legacy_get_block)
+    receipt = chain.anchor(_log("legacy"), 1, ROOT_A)
+    tx = chain.w3.eth.get_transaction(receipt.tx_hash_hex)
+    assert int(tx["type"]) == 0
+    assert tx["gasPrice"] > 0
+    assert "maxFeePerGas" not in tx or tx["maxFeePerGas"] is None

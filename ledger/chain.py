@@ -45,7 +45,6 @@ from web3.exceptions import (
     RequestTimedOut,
     TimeExhausted,
     TransactionNotFound,
-    Web3Exception,
     Web3RPCError,
 )
 from web3.logs import DISCARD

@@ -157,6 +157,8 @@ class Anchorer:
         self._progress = threading.Condition()
         self._thread: threading.Thread | None = None
         self._anchored: dict[str, int] = {}
+        # Passive: another process holds the sequencer lock and anchors; this one only reads.
+        self.passive = False
         store.add_listener(self._on_append)
 
     # -- chain --------------------------------------------------------------------------------
@@ -179,8 +181,8 @@ class Anchorer:
         self._chain = None
 
     def anchored_size(self, log_name: str) -> int:
-        """Tree size of the newest anchor this process knows of (0 before the first round)."""
-        if log_name not in self._anchored:
+        """Tree size of the newest confirmed anchor (0 before the first)."""
+        if self.passive or log_name not in self._anchored:
             try:
                 last = self.book.latest(log_name, self.chain_id)
             except ChainError:
@@ -286,6 +288,17 @@ class Anchorer:
             self._wake.wait(self.interval_s)
             self._wake.clear()
 
+    def _await_sequencer(self, names: list[str], targets: dict[str, int],
+                         timeout_s: float) -> list[AnchorRecord]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if all(self.anchored_size(n) >= t for n, t in targets.items()):
+                return [r for n in names if (r := self.book.latest(n, self.chain_id)) is not None]
+            if time.monotonic() >= deadline:
+                raise NotAnchoredError(
+                    f"not anchored within {timeout_s:g} s by the sequencer process")
+            time.sleep(0.1)
+
     def _failed(self, e: Exception) -> None:
         self.health.chain_ok = False
         self.health.consecutive_failures += 1
@@ -298,6 +311,8 @@ class Anchorer:
         its size at the time of the call."""
         names = [log_name] if log_name else list(self.signers)
         targets = {n: self.store.tree_size(n) for n in names}
+        if self.passive:
+            return self._await_sequencer(names, targets, timeout_s)
         if self._thread is None:
             return [r for n in names if (r := self.anchor_log(n)) is not None]
         deadline = time.monotonic() + timeout_s

@@ -249,7 +249,8 @@ def _print_table(r: dict[str, Any], p: _Progress) -> None:
     ]
     w = [max(len(str(row[i])) for row in rows + [("measure", "batched log", "baseline", "ratio")]) for i in range(4)]
     line = "  ".join(h.ljust(w[i]) for i, h in enumerate(("measure", "batched log", "baseline", "ratio")))
-    p.say(line)
-    p.say("-" * len(line))
+    # Plain print: a console would wrap the table at its width.
+    print(line)
+    print("-" * len(line))
     for row in rows:
-        p.say("  ".join(str(c).ljust(w[i]) for i, c in enumerate(row)))
+        print("  ".join(str(c).ljust(w[i]) for i, c in enumerate(row)), flush=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from . import canonical, merkle, tables
@@ -256,21 +256,25 @@ class LogStore:
 
     def _get_nodes(self, conn: Connection, log_id: int,
                    ids: Iterable[tuple[int, int]]) -> Mapping[tuple[int, int], bytes]:
+        """Fetch nodes in one statement of point look-ups.
+
+        A UNION ALL of primary-key look-ups: with a long OR list SQLite's planner scans the
+        log's whole index instead (540 ms instead of 0.3 ms at a million leaves).
+        """
         ids = list(dict.fromkeys(ids))
-        out: dict[tuple[int, int], bytes] = {}
-        leaves = [ix for lv, ix in ids if lv == 0]
-        inner = [(lv, ix) for lv, ix in ids if lv > 0]
-        if leaves:
-            e = tables.log_entries.c
-            for idx, h in conn.execute(select(e.idx, e.leaf_hash).where(
-                    e.log_id == log_id, e.idx.in_(leaves))):
-                out[(0, idx)] = h
-        if inner:
-            n = tables.tree_nodes.c
-            cond = or_(*(and_(n.level == lv, n.idx == ix) for lv, ix in inner))
-            for lv, idx, h in conn.execute(select(n.level, n.idx, n.hash).where(
-                    n.log_id == log_id, cond)):
-                out[(lv, idx)] = h
+        if not ids:
+            return {}
+        ph = _placeholder(conn)
+        parts, params = [], []
+        for lv, ix in ids:
+            if lv == 0:
+                parts.append(f"SELECT 0, idx, leaf_hash FROM log_entries WHERE log_id = {ph} AND idx = {ph}")
+                params += [log_id, ix]
+            else:
+                parts.append(f"SELECT level, idx, hash FROM tree_nodes WHERE log_id = {ph} AND level = {ph} AND idx = {ph}")
+                params += [log_id, lv, ix]
+        rows = conn.exec_driver_sql(" UNION ALL ".join(parts), tuple(params)).all()
+        out = {(int(lv), int(ix)): bytes(h) for lv, ix, h in rows}
         missing = [i for i in ids if i not in out]
         if missing:
             raise DatabaseError(f"tree nodes missing from the database: {missing[:5]}")

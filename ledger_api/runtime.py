@@ -105,6 +105,7 @@ class Runtime:
         if self.is_sequencer:
             self.anchorer.start()
         else:
+            self.anchorer.passive = True
             logger.info("another process holds the sequencer lock; this one will not anchor")
 
     def stop(self) -> None:

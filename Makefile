@@ -18,7 +18,9 @@ $(VENV)/.installed: pyproject.toml
 
 node: node_modules/.installed
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	# npm install, not npm ci: npm 11 leaves other platforms' optional anvil builds out of the
+	# lock file, which npm ci then rejects. Versions are pinned exactly in package.json.
+	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
 chain-up: setup

@@ -24,12 +24,21 @@ app.add_typer(chain_app, name="chain")
 app.add_typer(token_app, name="token")
 app.add_typer(bench_app, name="bench")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _settings() -> Settings:
-    return Settings()
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as e:
+        problems = "; ".join(
+            f"LEDGER_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']} (got {err.get('input')!r})"
+            for err in e.errors())
+        _fail(f"bad settings: {problems}", 2)
+        raise  # unreachable: _fail exits
 
 
 def _fail(message: str, code: int = 1) -> None:

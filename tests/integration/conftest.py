@@ -16,6 +16,8 @@ import pytest
 from evidence_ledger.ledger.anvil import ANVIL_DEV_PRIVATE_KEY, AnvilNode, find_anvil_binary
 from evidence_ledger.ledger.errors import AnvilError
 
+from ..conftest import missing
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -31,7 +33,7 @@ def anvil_binary() -> Path:
     try:
         return find_anvil_binary(search_roots=[PROJECT_ROOT])
     except AnvilError as e:
-        pytest.skip(f"anvil is not installed: {e}")
+        missing(f"anvil is not installed (run `make setup`): {e}")
 
 
 @pytest.fixture(scope="session")
@@ -41,13 +43,7 @@ def anvil_node(anvil_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         node.up(timeout_s=30)
         yield node
     finally:
-        with contextlib.suppress(AnvilError):
-            node.down()
-        # If SIGTERM/SIGKILL via the pid file failed somehow, do not leave a process behind.
-        proc = node._proc
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        _stop(node)
 
 
 @pytest.fixture(scope="session")
@@ -62,9 +58,14 @@ def fresh_anvil(anvil_binary: Path, tmp_path: Path) -> Iterator[AnvilNode]:
     try:
         yield node
     finally:
-        with contextlib.suppress(AnvilError):
-            node.down()
-        proc = node._proc
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        _stop(node)
+
+
+def _stop(node: AnvilNode) -> None:
+    with contextlib.suppress(AnvilError):
+        node.down()
+    # If SIGTERM/SIGKILL via the pid file failed somehow, do not leave a process behind.
+    proc = node._proc
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait(5)

@@ -65,3 +65,12 @@ def test_verify_reports_malformed_bundles_clearly(cli: LedgerServer, tmp_path: P
     assert r.returncode == 1 and out["valid"] is False and "schema" in out["message"]
     r = cli.cli("verify", str(tmp_path / "missing.json"), check=False)
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_bad_settings_are_reported_without_a_traceback(cli: LedgerServer) -> None:
+    cli.env["LEDGER_CHAIN"] = "ethereum-mainnet"
+    r = cli.cli("chain", "status", check=False)
+    assert r.returncode == 2 and "bad settings: LEDGER_CHAIN" in r.stderr and "Traceback" not in r.stderr
+    cli.env["LEDGER_CHAIN"] = "rpc"
+    r = cli.cli("serve", check=False)
+    assert r.returncode == 1 and "needs LEDGER_PRIVATE_KEY or LEDGER_KEYSTORE_PATH" in r.stderr

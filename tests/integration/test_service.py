@@ -165,3 +165,31 @@ def test_anvil_killed_and_restarted_under_the_server(server: LedgerServer, fresh
     b0 = c.get(f"/api/v1/logs/evidence/entries/{first['index']}/bundle").json()
     v0 = httpx.post(server.url + "/api/v1/verify", json={"bundle": b0}).json()
     assert v0["valid"], v0
+
+
+def test_rpc_chain_with_the_key_in_an_encrypted_keystore(tmp_path: Path, fresh_anvil: AnvilNode) -> None:
+    from eth_account import Account
+
+    from evidence_ledger.ledger.anvil import ANVIL_DEV_PRIVATE_KEY
+
+    fresh_anvil.up()
+    keystore = tmp_path / "anchorer.json"
+    keystore.write_text(json.dumps(Account.encrypt(ANVIL_DEV_PRIVATE_KEY, "pass phrase", kdf="scrypt", iterations=2)))
+    srv = LedgerServer(tmp_path / "var", free_port(), fresh_anvil.rpc_url, f"sqlite:///{tmp_path / 'var' / 'l.db'}",
+                       extra_env={"LEDGER_CHAIN": "rpc", "LEDGER_KEYSTORE_PATH": str(keystore),
+                                  "LEDGER_KEYSTORE_PASSWORD": "pass phrase"})
+    srv.data_dir.mkdir(parents=True)
+    srv.cli("deploy")
+    srv.start()
+    try:
+        c = officer(srv)
+        e = c.post("/api/v1/logs/evidence/entries", json={"record": {"via": "rpc"}}).json()
+        b = c.get(f"/api/v1/logs/evidence/entries/{e['index']}/bundle", params={"waitS": 10})
+        assert b.status_code == 200, b.text
+        assert httpx.post(srv.url + "/api/v1/verify", json={"bundle": b.json()}).json()["valid"]
+        assert "pass phrase" not in srv.log_tail()
+    finally:
+        srv.stop()
+    srv.env["LEDGER_KEYSTORE_PASSWORD"] = "wrong"
+    r = srv.cli("serve", check=False)
+    assert r.returncode == 1 and "keystore" in r.stderr.lower()

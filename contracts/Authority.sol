@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.28;
 
+import "./Owned2Step.sol";
+
 /// @title Authority
 /// @author evidence-ledger
 /// @notice Registry of agencies and of their members' Ed25519 signing keys, with roles, validity
 ///         windows and revocation. A verifier asks `wasAuthorized(keyId, role, atTime)` whether a
 ///         key held a role at the time a record was anchored.
-/// @dev Self-contained: no external imports. Trust model:
+/// @dev No external imports (only `Owned2Step` from this directory). Trust model:
 ///      - the owner registers agencies, (de)activates them and appoints each agency's admin;
 ///      - an agency admin (an address) registers keys of its own agency and revokes them; the
 ///        owner may also revoke any key (emergency).
@@ -15,7 +17,7 @@ pragma solidity 0.8.28;
 ///      Nothing is ever deleted and nothing can be back-dated: a key is never valid before the
 ///      block that registered it, revocation takes effect at the block that revoked it, and
 ///      agency (de)activations are kept as a history, so answers about the past never change.
-contract Authority {
+contract Authority is Owned2Step {
     /// @notice Kinds of agency.
     enum AgencyKind {
         MarketRegulation,
@@ -77,10 +79,6 @@ contract Authority {
         bool active;
     }
 
-    /// @dev Current owner.
-    address private _owner;
-    /// @dev Account the owner proposed as the next owner, or zero.
-    address private _pendingOwner;
     /// @dev Agencies by id.
     mapping(bytes32 agencyId => Agency agency) private _agencies;
     /// @dev Agency ids in registration order.
@@ -139,31 +137,10 @@ contract Authority {
         bytes32 indexed keyId, bytes32 indexed agencyId, RevocationReason reason, uint64 revokedAt, address indexed by
     );
 
-    /// @notice The owner proposed `newOwner` as the next owner (zero cancels a proposal).
-    /// @param previousOwner Current owner.
-    /// @param newOwner Proposed owner, who must call `acceptOwnership`.
-    event OwnershipTransferStarted(address indexed previousOwner, address indexed newOwner);
-
-    /// @notice Ownership moved from `previousOwner` to `newOwner`.
-    /// @param previousOwner Former owner (zero at construction).
-    /// @param newOwner New owner.
-    event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
-
-    /// @notice The caller is not the owner.
-    /// @param caller Account that called an owner-only function.
-    error NotOwner(address caller);
-
-    /// @notice The caller is not the pending owner.
-    /// @param caller Account that tried to accept ownership.
-    error NotPendingOwner(address caller);
-
     /// @notice The caller is not the admin of agency `agencyId` (nor, where allowed, the owner).
     /// @param agencyId Agency concerned.
     /// @param caller Account that called.
     error NotAgencyAdmin(bytes32 agencyId, address caller);
-
-    /// @notice The zero address is not allowed here.
-    error ZeroAddress();
 
     /// @notice The agency id must not be zero.
     /// @param agencyId Rejected id.
@@ -219,18 +196,9 @@ contract Authority {
     /// @param revokedAt Time from which it is revoked.
     error KeyAlreadyRevoked(bytes32 keyId, uint64 revokedAt);
 
-    /// @dev Reverts with `NotOwner` unless the caller is the owner.
-    modifier onlyOwner() {
-        if (msg.sender != _owner) revert NotOwner(msg.sender);
-        _;
-    }
-
     /// @notice Deploys the registry with `initialOwner` as owner.
     /// @param initialOwner Owner; must not be zero.
-    constructor(address initialOwner) {
-        if (initialOwner == address(0)) revert ZeroAddress();
-        _transferOwnership(initialOwner);
-    }
+    constructor(address initialOwner) Owned2Step(initialOwner) {}
 
     // ------------------------------------------------------------------ agencies (owner)
 
@@ -335,7 +303,7 @@ contract Authority {
         SigningKey storage key = _keys[keyId];
         if (key.publicKey == bytes32(0)) revert KeyNotFound(keyId);
         bytes32 agencyId = key.agencyId;
-        if (msg.sender != _agencies[agencyId].admin && msg.sender != _owner) {
+        if (msg.sender != _agencies[agencyId].admin && msg.sender != owner()) {
             revert NotAgencyAdmin(agencyId, msg.sender);
         }
         if (key.revokedAt != 0) revert KeyAlreadyRevoked(keyId, key.revokedAt);
@@ -409,44 +377,7 @@ contract Authority {
         return key;
     }
 
-    // ------------------------------------------------------------------ ownership
-
-    /// @notice Current owner.
-    /// @return The owner's address.
-    function owner() external view returns (address) {
-        return _owner;
-    }
-
-    /// @notice Account proposed as the next owner, or zero if no transfer is pending.
-    /// @return The pending owner's address.
-    function pendingOwner() external view returns (address) {
-        return _pendingOwner;
-    }
-
-    /// @notice Starts a two-step ownership transfer to `newOwner`, who must then accept it.
-    ///         Passing the zero address cancels a pending transfer.
-    /// @param newOwner Proposed owner.
-    function transferOwnership(address newOwner) external onlyOwner {
-        _pendingOwner = newOwner;
-        emit OwnershipTransferStarted(_owner, newOwner);
-    }
-
-    /// @notice Completes a pending ownership transfer; callable only by the pending owner.
-    function acceptOwnership() external {
-        if (msg.sender != _pendingOwner) revert NotPendingOwner(msg.sender);
-        _transferOwnership(msg.sender);
-    }
-
     // ------------------------------------------------------------------ internals
-
-    /// @dev Sets the owner, clears any pending transfer and emits `OwnershipTransferred`.
-    /// @param newOwner The new owner.
-    function _transferOwnership(address newOwner) private {
-        address previousOwner = _owner;
-        _owner = newOwner;
-        delete _pendingOwner;
-        emit OwnershipTransferred(previousOwner, newOwner);
-    }
 
     /// @dev The agency `agencyId`; reverts with `AgencyNotFound` if unknown.
     /// @param agencyId Identifier of the agency.

@@ -1,16 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.28;
 
+import "./Owned2Step.sol";
+
 /// @title LedgerAnchor
 /// @author evidence-ledger
 /// @notice Anchors checkpoints of append-only Merkle logs (RFC 6962 / RFC 9162 trees).
 ///         For every log id the contract keeps an append-only list of checkpoints whose tree
 ///         sizes strictly grow; nothing is ever modified or deleted. Only authorised anchorers
-///         may append. The owner manages anchorers and transfers ownership in two steps.
-/// @dev Self-contained: no external imports. Checkpoints are stored packed in two slots; the
-///      public `Checkpoint` struct is the stable ABI shape. `anchoredAt` and `blockNumber` are
-///      taken from the block that includes the anchoring transaction.
-contract LedgerAnchor {
+///         may append. The owner manages anchorers and transfers ownership in two steps
+///         (`Owned2Step`); a new owner is not made an anchorer automatically.
+/// @dev No external imports (only `Owned2Step` from this directory). Checkpoints are stored
+///      packed in two slots; the public `Checkpoint` struct is the stable ABI shape. `anchoredAt`
+///      and `blockNumber` are taken from the block that includes the anchoring transaction.
+contract LedgerAnchor is Owned2Step {
     /// @notice A checkpoint of one log as anchored on chain.
     /// @param treeSize Number of leaves the Merkle root commits to.
     /// @param rootHash RFC 6962 Merkle tree hash of the first `treeSize` leaves.
@@ -31,10 +34,6 @@ contract LedgerAnchor {
         bytes32 rootHash;
     }
 
-    /// @dev Current owner.
-    address private _owner;
-    /// @dev Account the owner proposed as the next owner, or zero.
-    address private _pendingOwner;
     /// @dev Accounts allowed to anchor checkpoints.
     mapping(address account => bool allowed) private _anchorers;
     /// @dev Per log id, checkpoints in anchoring order (tree sizes strictly increasing).
@@ -66,30 +65,9 @@ contract LedgerAnchor {
     /// @param by Owner that revoked the role.
     event AnchorerRevoked(address indexed account, address indexed by);
 
-    /// @notice The owner proposed `newOwner` as the next owner (zero cancels a proposal).
-    /// @param previousOwner Current owner.
-    /// @param newOwner Proposed owner, who must call `acceptOwnership`.
-    event OwnershipTransferStarted(address indexed previousOwner, address indexed newOwner);
-
-    /// @notice Ownership moved from `previousOwner` to `newOwner`.
-    /// @param previousOwner Former owner (zero at construction).
-    /// @param newOwner New owner.
-    event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
-
     /// @notice The caller is not an authorised anchorer.
     /// @param caller Account that tried to anchor.
     error NotAnchorer(address caller);
-
-    /// @notice The caller is not the owner.
-    /// @param caller Account that called an owner-only function.
-    error NotOwner(address caller);
-
-    /// @notice The caller is not the pending owner.
-    /// @param caller Account that tried to accept ownership.
-    error NotPendingOwner(address caller);
-
-    /// @notice The zero address is not allowed here.
-    error ZeroAddress();
 
     /// @notice A checkpoint's root hash must not be zero.
     /// @param logId Log the checkpoint was proposed for.
@@ -116,12 +94,6 @@ contract LedgerAnchor {
     /// @param treeSize Requested tree size.
     error CheckpointNotFound(bytes32 logId, uint64 treeSize);
 
-    /// @dev Reverts with `NotOwner` unless the caller is the owner.
-    modifier onlyOwner() {
-        if (msg.sender != _owner) revert NotOwner(msg.sender);
-        _;
-    }
-
     /// @dev Reverts with `NotAnchorer` unless the caller is an anchorer.
     modifier onlyAnchorer() {
         if (!_anchorers[msg.sender]) revert NotAnchorer(msg.sender);
@@ -130,9 +102,7 @@ contract LedgerAnchor {
 
     /// @notice Deploys the contract with `initialOwner` as owner and first anchorer.
     /// @param initialOwner Owner; also granted the anchorer role. Must not be zero.
-    constructor(address initialOwner) {
-        if (initialOwner == address(0)) revert ZeroAddress();
-        _transferOwnership(initialOwner);
+    constructor(address initialOwner) Owned2Step(initialOwner) {
         _anchorers[initialOwner] = true;
         emit AnchorerGranted(initialOwner, msg.sender);
     }
@@ -264,45 +234,7 @@ contract LedgerAnchor {
         }
     }
 
-    // ------------------------------------------------------------------ ownership
-
-    /// @notice Current owner.
-    /// @return The owner's address.
-    function owner() external view returns (address) {
-        return _owner;
-    }
-
-    /// @notice Account proposed as the next owner, or zero if no transfer is pending.
-    /// @return The pending owner's address.
-    function pendingOwner() external view returns (address) {
-        return _pendingOwner;
-    }
-
-    /// @notice Starts a two-step ownership transfer to `newOwner`, who must then accept it.
-    ///         Passing the zero address cancels a pending transfer.
-    /// @param newOwner Proposed owner.
-    function transferOwnership(address newOwner) external onlyOwner {
-        _pendingOwner = newOwner;
-        emit OwnershipTransferStarted(_owner, newOwner);
-    }
-
-    /// @notice Completes a pending ownership transfer; callable only by the pending owner.
-    ///         Roles are unaffected: the new owner is not made an anchorer automatically.
-    function acceptOwnership() external {
-        if (msg.sender != _pendingOwner) revert NotPendingOwner(msg.sender);
-        _transferOwnership(msg.sender);
-    }
-
     // ------------------------------------------------------------------ internals
-
-    /// @dev Sets the owner, clears any pending transfer and emits `OwnershipTransferred`.
-    /// @param newOwner The new owner.
-    function _transferOwnership(address newOwner) private {
-        address previousOwner = _owner;
-        _owner = newOwner;
-        delete _pendingOwner;
-        emit OwnershipTransferred(previousOwner, newOwner);
-    }
 
     /// @dev Converts the storage layout to the public ABI shape.
     /// @param stored Checkpoint in storage.

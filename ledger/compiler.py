@@ -208,6 +208,12 @@ def compile_contracts(
 ) -> dict[str, dict[str, Any]]:
     """Compiles every ``*.sol`` file in ``contracts_dir``; returns artifacts by contract name.
 
+    All files are compiled together in one standard-JSON run, so they may import each other
+    (``import "./Base.sol";``). Artifacts are returned only for *deployable* contracts: abstract
+    contracts and interfaces (no creation bytecode) are compiled and checked, since the contracts
+    inheriting them embed their code, but get no artifact of their own. Contract names must be
+    unique across all files, deployable or not.
+
     Uses native solc :data:`SOLC_VERSION` through py-solc-x if installed or installable, else the
     npm ``solc`` package of the same version under ``node_modules_dir`` (default: the repository's
     ``node_modules``) run through Node. Each artifact holds ``contractName``, ``sourceName``,
@@ -216,7 +222,8 @@ def compile_contracts(
     and ``compiler`` (``version``, ``settings``).
 
     Raises:
-        CompilerError: no usable compiler, a version mismatch, or a compilation error.
+        CompilerError: no usable compiler, a version mismatch, a compilation error, a contract
+            name defined twice, or no deployable contract.
     """
     contracts_dir = Path(contracts_dir)
     sources = _sources(contracts_dir)
@@ -228,10 +235,15 @@ def compile_contracts(
         output = _run_solcjs(Path(node_modules_dir or default_node_modules_dir()), standard_input)
 
     artifacts: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
     for source_name in sorted(output.get("contracts", {})):
         for contract_name, data in sorted(output["contracts"][source_name].items()):
-            if contract_name in artifacts:
+            if contract_name in seen:
                 raise CompilerError(f"contract name {contract_name} is defined twice")
+            seen.add(contract_name)
+            bytecode = data["evm"]["bytecode"]["object"]
+            if not bytecode:  # abstract contract or interface: nothing to deploy
+                continue
             metadata_text = data["metadata"]
             metadata = json.loads(metadata_text)
             compiler_version = metadata["compiler"]["version"]
@@ -244,7 +256,7 @@ def compile_contracts(
                 "sourceName": source_name,
                 "sourceSha256": hashlib.sha256(sources[source_name]).hexdigest(),
                 "abi": data["abi"],
-                "bytecode": "0x" + data["evm"]["bytecode"]["object"],
+                "bytecode": "0x" + bytecode,
                 "deployedBytecode": "0x" + data["evm"]["deployedBytecode"]["object"],
                 "methodIdentifiers": data["evm"].get("methodIdentifiers", {}),
                 "devdoc": data.get("devdoc", {}),
@@ -253,7 +265,7 @@ def compile_contracts(
                 "compiler": {"version": compiler_version, "settings": COMPILER_SETTINGS},
             }
     if not artifacts:
-        raise CompilerError(f"no contracts compiled from {contracts_dir}")
+        raise CompilerError(f"no deployable contracts compiled from {contracts_dir}")
     return artifacts
 
 

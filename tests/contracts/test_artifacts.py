@@ -62,6 +62,60 @@ def test_artifact_contents(name: str):
     assert data["userdoc"]["notice"] and data["devdoc"]["title"] == name
 
 
+def test_artifacts_only_for_deployable_contracts(fresh_build: Path):
+    """One artifact per deployable contract; the abstract base Owned2Step gets none."""
+    assert sorted(p.stem for p in fresh_build.glob("*.json")) == sorted(CONTRACT_NAMES)
+    assert not (BUILD_DIR / "Owned2Step.json").exists()
+
+
+@pytest.mark.parametrize("name", CONTRACT_NAMES)
+def test_artifact_records_the_shared_base(name: str):
+    """Both contracts inherit Owned2Step.sol: their metadata (hence bytecode) pins its hash."""
+    data = json.loads((BUILD_DIR / f"{name}.json").read_bytes())
+    metadata = json.loads(data["metadata"])
+    assert sorted(metadata["sources"]) == sorted([f"{name}.sol", "Owned2Step.sol"])
+    assert 'import "./Owned2Step.sol";' in (CONTRACTS_DIR / f"{name}.sol").read_text("utf-8")
+    names = {item.get("name") for item in data["abi"]}
+    assert {
+        "owner", "pendingOwner", "transferOwnership", "acceptOwnership",
+        "OwnershipTransferStarted", "OwnershipTransferred", "NotOwner", "NotPendingOwner",
+        "ZeroAddress",
+    } <= names
+
+
+def test_abstract_contracts_are_compiled_but_get_no_artifact(tmp_path: Path):
+    (tmp_path / "Base.sol").write_text(
+        "pragma solidity 0.8.28;\n"
+        "abstract contract Base { function f() external pure returns (uint256) { return 1; } }\n"
+        "interface IThing { function g() external; }\n"
+    )
+    (tmp_path / "Impl.sol").write_text(
+        'pragma solidity 0.8.28;\nimport "./Base.sol";\ncontract Impl is Base {}\n'
+    )
+    artifacts = compile_contracts(tmp_path, REPO_ROOT / "node_modules")
+    assert sorted(artifacts) == ["Impl"]
+    assert artifacts["Impl"]["methodIdentifiers"] == {"f()": "26121ff0"}
+    # An error in the abstract base still fails the build.
+    (tmp_path / "Base.sol").write_text(
+        "pragma solidity 0.8.28;\nabstract contract Base { uint256 x = ; }\n"
+    )
+    with pytest.raises(CompilerError, match="compilation failed"):
+        compile_contracts(tmp_path, REPO_ROOT / "node_modules")
+
+
+def test_only_abstract_contracts_raise(tmp_path: Path):
+    (tmp_path / "Base.sol").write_text("pragma solidity 0.8.28;\nabstract contract Base {}\n")
+    with pytest.raises(CompilerError, match="no deployable contracts"):
+        compile_contracts(tmp_path, REPO_ROOT / "node_modules")
+
+
+def test_duplicate_contract_names_raise_even_if_abstract(tmp_path: Path):
+    (tmp_path / "A.sol").write_text("pragma solidity 0.8.28;\nabstract contract Dup {}\n")
+    (tmp_path / "B.sol").write_text("pragma solidity 0.8.28;\ncontract Dup {}\n")
+    with pytest.raises(CompilerError, match="defined twice"):
+        compile_contracts(tmp_path, REPO_ROOT / "node_modules")
+
+
 @pytest.mark.parametrize("name", CONTRACT_NAMES)
 def test_load_artifact(name: str):
     artifact = load_artifact(name)

@@ -20,7 +20,7 @@ from typing import Any
 import jsonschema
 
 from . import canonical, merkle
-from .anchoring import AnchorRecord
+from .anchoring import AnchorBook, AnchorRecord
 from .chain import ChainClient, log_id_for
 from .checkpoint import NoteSigner, NoteVerifier, open_checkpoint
 from .errors import (
@@ -29,9 +29,10 @@ from .errors import (
     ChainError,
     CheckpointError,
     InclusionProofError,
+    NotAnchoredError,
     VerificationError,
 )
-from .log import Entry, LogInfo, StoredCheckpoint
+from .log import Entry, LogInfo, LogStore, StoredCheckpoint
 
 BUNDLE_TYPE = "evidence-ledger/proof-bundle/v1"
 SCHEMA_FILE = "proof-bundle.v1.schema.json"
@@ -71,6 +72,20 @@ def build_bundle(*, log: LogInfo, verifier_key: str, entry: Entry, proof: Sequen
             "checkpointIndex": anchor.checkpoint_index,
         },
     }
+
+
+def bundle_for_entry(store: LogStore, book: AnchorBook, *, chain_id: int, verifier_key: str,
+                     log_name: str, index: int, include_record: bool = False) -> dict[str, Any]:
+    """The bundle of entry ``index``, proving inclusion in the earliest anchored checkpoint that
+    covers it. Raises ``NotAnchoredError`` until such a checkpoint exists."""
+    entry = store.entry(log_name, index)
+    anchor = book.covering(log_name, chain_id, index)
+    checkpoint = store.checkpoint(log_name, anchor.tree_size)
+    if checkpoint is None:  # anchors are recorded only for stored checkpoints
+        raise NotAnchoredError(f"checkpoint {anchor.tree_size} of {log_name!r} is missing")
+    proof = store.inclusion_proof(log_name, index, anchor.tree_size)
+    return build_bundle(log=store.log(log_name), verifier_key=verifier_key, entry=entry, proof=proof,
+                        checkpoint=checkpoint, anchor=anchor, include_record=include_record)
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,16 +55,24 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the latest Alembic revision."""
+def migrate(engine: Engine, script_location: Path | None = None,
+            version_table: str = "alembic_version") -> None:
+    """Bring a schema to its latest Alembic revision.
+
+    Each package owns its migrations and its version table (the core: ``ledger/migrations`` and
+    ``alembic_version``; a domain: its own folder and ``alembic_version_<domain>``), so the core
+    never imports a domain to migrate it. A domain's ``env.py`` reads ``version_table`` from
+    ``config.attributes``.
+    """
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.set_main_option("script_location", str(script_location or Path(__file__).parent / "migrations"))
     try:
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
+            cfg.attributes["version_table"] = version_table
             command.upgrade(cfg, "head")
     except SQLAlchemyError as e:
         raise DatabaseError(f"migrating the database failed: {e}") from e

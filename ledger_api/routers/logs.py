@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from evidence_ledger.ledger.anchoring import AnchorRecord
-from evidence_ledger.ledger.bundle import build_bundle, verify_bundle
+from evidence_ledger.ledger.bundle import bundle_for_entry, verify_bundle
 from evidence_ledger.ledger.chain import log_id_for
 from evidence_ledger.ledger.errors import (
     ChainError,
@@ -176,21 +176,16 @@ def bundle(log: LogName, index: Annotated[int, Path(ge=0)], request: Request,
     r = rt(request)
     r.store.log(log)
     check_log_role(principal, log, LOG_READERS, "reading records of")
-    entry = r.store.entry(log, index)
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            anchor = r.anchorer.book.covering(log, r.anchorer.chain_id, index)
-            break
+            return bundle_for_entry(r.store, r.anchorer.book, chain_id=r.anchorer.chain_id,
+                                    verifier_key=r.verifier_keys[log], log_name=log, index=index,
+                                    include_record=include_record)
         except NotAnchoredError:
             if time.monotonic() >= deadline:
                 raise
             time.sleep(0.1)
-    cp = r.store.checkpoint(log, anchor.tree_size)
-    assert cp is not None
-    proof = r.store.inclusion_proof(log, index, anchor.tree_size)
-    return build_bundle(log=r.store.log(log), verifier_key=r.verifier_keys[log], entry=entry,
-                        proof=proof, checkpoint=cp, anchor=anchor, include_record=include_record)
 
 
 @router.get("/logs/{log}/consistency", response_model=ConsistencyProofOut,

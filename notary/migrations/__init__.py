@@ -1,0 +1,1 @@
+"""Alembic migrations of the notary schema (version table alembic_version_notary)."""

@@ -5,9 +5,13 @@ PY     := $(VENV)/bin/python
 LEDGER := $(VENV)/bin/ledger
 PYTEST_ARGS ?=
 
-.PHONY: run test setup venv node chain-up chain-down deploy compile bench clean
+.PHONY: run test setup system venv node chain-up chain-down deploy compile bench clean
 
-setup: venv node
+setup: system venv node
+
+# Debian packages (chromium, poppler-utils): apt-get, only when missing.
+system:
+	bash scripts/install_system_deps.sh
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml

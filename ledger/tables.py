@@ -103,6 +103,8 @@ api_tokens = Table(
     Column("secret_sha256", LargeBinary(32), nullable=False),
     Column("name", String(128), nullable=False),
     Column("roles", String(255), nullable=False),
+    # Who the token acts for, e.g. "officer:<id>"; domains resolve it (None: a plain role token).
+    Column("subject", String(128), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
 )

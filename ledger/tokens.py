@@ -29,6 +29,7 @@ class TokenInfo:
     token_id: str
     name: str
     roles: frozenset[str]
+    subject: str | None
     created_at: datetime
     revoked_at: datetime | None
 
@@ -37,7 +38,8 @@ class TokenBook:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def create(self, name: str, roles: set[str] | frozenset[str]) -> tuple[str, TokenInfo]:
+    def create(self, name: str, roles: set[str] | frozenset[str],
+               subject: str | None = None) -> tuple[str, TokenInfo]:
         """Returns the token (shown once) and its stored description."""
         if not roles:
             raise TokenError("a token needs at least one role")
@@ -47,8 +49,9 @@ class TokenBook:
         with self.engine.begin() as conn:
             conn.execute(insert(tables.api_tokens).values(
                 token_id=token_id, secret_sha256=hashlib.sha256(secret.encode()).digest(),
-                name=name, roles=",".join(sorted(roles)), created_at=now))
-        return f"{TOKEN_PREFIX}{token_id}_{secret}", TokenInfo(token_id, name, frozenset(roles), now, None)
+                name=name, roles=",".join(sorted(roles)), subject=subject, created_at=now))
+        return (f"{TOKEN_PREFIX}{token_id}_{secret}",
+                TokenInfo(token_id, name, frozenset(roles), subject, now, None))
 
     def authenticate(self, token: str) -> TokenInfo:
         if not token.startswith(TOKEN_PREFIX) or token.count("_") < 2:
@@ -86,5 +89,5 @@ def _aware(dt: datetime | None) -> datetime | None:
 
 
 def _info(row) -> TokenInfo:  # type: ignore[no-untyped-def]
-    return TokenInfo(row.token_id, row.name, frozenset(row.roles.split(",")),
+    return TokenInfo(row.token_id, row.name, frozenset(row.roles.split(",")), row.subject,
                      _aware(row.created_at) or row.created_at, _aware(row.revoked_at))

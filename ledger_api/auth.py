@@ -52,6 +52,16 @@ class Principal:
     def name(self) -> str:
         return self.token.name
 
+    @property
+    def subject(self) -> str | None:
+        return self.token.subject
+
+    def subject_id(self, kind: str) -> str | None:
+        """The id in a subject like ``officer:<id>``, if the token acts for one of that kind."""
+        s = self.token.subject or ""
+        prefix = kind + ":"
+        return s[len(prefix):] if s.startswith(prefix) else None
+
 
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization")
@@ -63,8 +73,26 @@ def _bearer(request: Request) -> str | None:
     return value.strip()
 
 
+SESSION_COOKIE = "ledger_session"
+
+
+def _token(request: Request) -> str | None:
+    return _bearer(request) or request.cookies.get(SESSION_COOKIE)
+
+
+def optional_principal(request: Request) -> Principal | None:
+    """For pages that show more to signed-in users; a bad cookie counts as signed out."""
+    token = _token(request)
+    if token is None:
+        return None
+    try:
+        return Principal(request.app.state.runtime.tokens.authenticate(token))
+    except TokenError:
+        return None
+
+
 def current_principal(request: Request) -> Principal:
-    token = _bearer(request)
+    token = _token(request)
     if token is None:
         raise AuthError("this endpoint needs an API token: send 'Authorization: Bearer <token>'")
     try:

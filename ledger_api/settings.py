@@ -35,6 +35,17 @@ class Settings(BaseSettings):
     max_bulk_records: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
 
+    blob_backend: Literal["local", "ipfs"] = "local"
+    ipfs_api_url: str = Field("/ip4/127.0.0.1/tcp/5001/http", description="IPFS RPC API (multiaddr)")
+    max_upload_bytes: int = Field(2 * 1024**3, ge=1024, description="evidence uploads (default 2 GiB)")
+    capture_allow_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDRs capture may reach although private/loopback (e.g. a lab server); default none")
+    capture_timeout_s: float = Field(30.0, gt=0)
+    capture_max_response_bytes: int = Field(20 * 1024**2, ge=1024)
+    capture_extra_ca_file: Path | None = Field(None, description="PEM of an extra CA trusted for capture")
+    chromium_path: Path = Path("/usr/bin/chromium")
+
     host: str = "127.0.0.1"
     port: int = 8000
     public_base_url: str = "http://127.0.0.1:8000"
@@ -58,6 +69,26 @@ class Settings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def key_encryption_key_path(self) -> Path:
+        return self.keys_dir / "officer-keys.kek"
+
+    @field_validator("capture_allow_networks")
+    @classmethod
+    def _networks_ok(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for cidr in v:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as e:
+                raise ValueError(f"capture_allow_networks: {cidr!r} is not a CIDR network: {e}") from e
+        return v
 
     @property
     def anvil_dir(self) -> Path:

@@ -91,3 +91,35 @@ class VerificationError(LedgerError):
 
 class BundleFormatError(VerificationError):
     """A proof bundle is not a well-formed document (schema violation, bad encoding)."""
+
+
+class BlobError(LedgerError):
+    """Content-addressed blob storage failed (base class of the blob errors)."""
+
+
+class BlobNotFoundError(BlobError):
+    """No blob with that SHA-256 is stored."""
+
+
+class BlobIntegrityError(BlobError):
+    """Stored bytes no longer match their address; ``field`` names what differs (sha256, cid, size)."""
+
+    def __init__(self, field: str, expected: str, actual: str, message: str | None = None) -> None:
+        super().__init__(message or f"blob {field} mismatch: expected {expected}, actual {actual}")
+        self.field = field
+        self.expected = expected
+        self.actual = actual
+
+
+class BlobTooLargeError(BlobError):
+    """A blob exceeds the size limit; nothing was stored. ``size_bytes`` is how much was read before stopping."""
+
+    def __init__(self, limit_bytes: int, size_bytes: int | None = None) -> None:
+        seen = f"; read {size_bytes} bytes before stopping" if size_bytes is not None else ""
+        super().__init__(f"blob exceeds the limit of {limit_bytes} bytes{seen}")
+        self.limit_bytes = limit_bytes
+        self.size_bytes = size_bytes
+
+
+class BlobBackendError(BlobError):
+    """The blob backend (the IPFS RPC API) could not be reached or rejected a call."""

@@ -58,7 +58,10 @@ __all__ = [
     "ANCHOR_CONTRACT",
     "AUTHORITY_CONTRACT",
     "AnchorReceipt",
+    "AuthorityAgency",
+    "AuthorityKey",
     "ChainClient",
+    "address_of_account",
     "DeployedContract",
     "OnChainCheckpoint",
     "Web3Chain",
@@ -371,15 +374,27 @@ class Web3Chain:
             priority = 1_000_000_000 if base_fee else 0
         return {"maxFeePerGas": 2 * int(base_fee) + priority, "maxPriorityFeePerGas": priority}
 
-    def _transact(self, tx: dict[str, Any], what: str) -> Any:
-        """Fill in nonce, gas and fees, sign, send and wait for the receipt; raise on revert."""
-        if self.account is None:
+    def _transact(
+        self,
+        tx: dict[str, Any],
+        what: str,
+        *,
+        account: LocalAccount | None = None,
+        errors: Mapping[bytes, tuple[str, list[str]]] | None = None,
+    ) -> Any:
+        """Fill in nonce, gas and fees, sign, send and wait for the receipt; raise on revert.
+
+        ``account`` signs instead of this client's account (e.g. an agency admin's key);
+        ``errors`` decodes reverts of another contract (default: ``LedgerAnchor``'s)."""
+        account = account or self.account
+        errors = self._errors if errors is None else errors
+        if account is None:
             raise ChainError(f"{what}: this chain client is read-only (no private key)")
-        with self._lock, _translate(what, self._errors):
+        with self._lock, _translate(what, errors):
             tx = dict(tx)
-            tx["from"] = self.account.address
+            tx["from"] = account.address
             tx["chainId"] = self.chain_id
-            tx["nonce"] = self.w3.eth.get_transaction_count(self.account.address, "pending")
+            tx["nonce"] = self.w3.eth.get_transaction_count(account.address, "pending")
             tx.pop("gas", None)
             tx.pop("gasPrice", None)
             tx.pop("maxFeePerGas", None)
@@ -389,7 +404,7 @@ class Web3Chain:
             estimate = self.w3.eth.estimate_gas({k: v for k, v in tx.items() if k != "nonce"})
             block_gas_limit = int(latest["gasLimit"])
             tx["gas"] = min(estimate * _GAS_MARGIN_NUM // _GAS_MARGIN_DEN + _GAS_MARGIN_ADD, block_gas_limit)
-            signed = self.account.sign_transaction(tx)
+            signed = account.sign_transaction(tx)
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
             receipt = self.w3.eth.wait_for_transaction_receipt(
                 tx_hash, timeout=self.receipt_timeout_s, poll_latency=self.poll_interval_s
@@ -399,7 +414,7 @@ class Web3Chain:
             # Replay it (on the current state) to recover the revert reason, if it still reverts.
             replay = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
             try:
-                with _translate(what, self._errors):
+                with _translate(what, errors):
                     self.w3.eth.call(replay)
             except ContractRevertError as e:
                 raise e from failed
@@ -587,6 +602,165 @@ class Web3Chain:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- the Authority contract ----------------------------------------------------------------
+    #
+    # Accounts: the ``Authority`` owner registers agencies; each agency's admin registers and
+    # revokes its keys. The simplest deployment (what the service does) uses the service's own
+    # anchoring account for both: it deploys Authority (so it is the owner) and names itself the
+    # admin of every agency it registers. An agency that manages its keys itself gets its own
+    # admin address; the key-management calls then take that admin's ``private_key`` (the
+    # transaction is signed with it, the client's own account is untouched).
+
+    def _authority_parts(self) -> tuple[list[dict[str, Any]], dict[bytes, tuple[str, list[str]]]]:
+        parts = getattr(self, "_authority_cache", None)
+        if parts is None:
+            abi = _load_artifact(AUTHORITY_CONTRACT).abi
+            parts = (abi, _error_table(abi))
+            self._authority_cache = parts
+        return parts
+
+    def _authority(self) -> Any:
+        if self.authority_address is None:
+            raise DeploymentError(
+                f"no {AUTHORITY_CONTRACT} deployment recorded for chain id {self.chain_id} (deploy the contracts first)"
+            )
+        abi, _ = self._authority_parts()
+        return self.w3.eth.contract(address=to_checksum_address(self.authority_address), abi=abi)
+
+    def _authority_transact(self, function: str, args: list[Any], what: str,
+                            private_key: str | bytes | None) -> Any:
+        contract = self._authority()
+        _, errors = self._authority_parts()
+        account = _account(private_key) if private_key is not None else None
+        with _translate(what, errors):
+            data = contract.encode_abi(function, args=args)
+        return self._transact({"to": contract.address, "data": data, "value": 0}, what,
+                              account=account, errors=errors)
+
+    def _authority_call(self, function: str, args: list[Any], what: str) -> Any:
+        contract = self._authority()
+        _, errors = self._authority_parts()
+        with _translate(what, errors):
+            return getattr(contract.functions, function)(*args).call()
+
+    def register_agency(self, agency_id: bytes, kind: int, name: str, admin: str | None = None, *,
+                        private_key: str | bytes | None = None) -> str:
+        """Register an agency (owner only); ``admin`` defaults to this client's account.
+        Returns the transaction hash."""
+        _check_bytes32("agency_id", agency_id)
+        admin = admin or self.address
+        if admin is None:
+            raise ChainError("registering an agency: no admin given and this client is read-only")
+        receipt = self._authority_transact(
+            "registerAgency", [bytes(agency_id), int(kind), name, to_checksum_address(admin)],
+            "registering an agency", private_key)
+        return _hex(receipt["transactionHash"])
+
+    def set_agency_status(self, agency_id: bytes, active: bool, *,
+                          private_key: str | bytes | None = None) -> str:
+        """(De)activate an agency from now on (owner only). Returns the transaction hash."""
+        _check_bytes32("agency_id", agency_id)
+        receipt = self._authority_transact("setAgencyStatus", [bytes(agency_id), bool(active)],
+                                           "setting an agency's status", private_key)
+        return _hex(receipt["transactionHash"])
+
+    def set_agency_admin(self, agency_id: bytes, admin: str, *,
+                         private_key: str | bytes | None = None) -> str:
+        """Appoint an agency's admin (owner only). Returns the transaction hash."""
+        _check_bytes32("agency_id", agency_id)
+        receipt = self._authority_transact("setAgencyAdmin", [bytes(agency_id), to_checksum_address(admin)],
+                                           "setting an agency's admin", private_key)
+        return _hex(receipt["transactionHash"])
+
+    def register_key(self, agency_id: bytes, public_key: bytes, member_id: bytes, role: int,
+                     valid_from: int = 0, valid_until: int = _UINT64_MAX, *,
+                     private_key: str | bytes | None = None) -> bytes:
+        """Register a member's Ed25519 key (agency admin only: this client's account, or the
+        account of ``private_key``). Returns the key id, sha256(public_key), as computed on chain."""
+        _check_bytes32("agency_id", agency_id)
+        _check_bytes32("public_key", public_key)
+        _check_bytes32("member_id", member_id)
+        receipt = self._authority_transact(
+            "registerKey",
+            [bytes(agency_id), bytes(public_key), bytes(member_id), int(role), int(valid_from), int(valid_until)],
+            "registering a key", private_key)
+        contract = self._authority()
+        with _translate("decoding KeyRegistered"):
+            events = contract.events.KeyRegistered().process_receipt(receipt, errors=DISCARD)
+        if len(events) != 1:
+            raise ChainError(f"transaction {_hex(receipt['transactionHash'])} holds {len(events)} "
+                             "KeyRegistered events; expected one")
+        return bytes(events[0]["args"]["keyId"])
+
+    def revoke_key(self, key_id: bytes, reason: int = 0, *, private_key: str | bytes | None = None) -> str:
+        """Revoke a key from now on (its agency's admin or the owner). Returns the transaction hash."""
+        _check_bytes32("key_id", key_id)
+        receipt = self._authority_transact("revokeKey", [bytes(key_id), int(reason)], "revoking a key",
+                                           private_key)
+        return _hex(receipt["transactionHash"])
+
+    def was_authorized(self, key_id: bytes, role: int, at_time: int) -> bool:
+        """Whether the key held ``role`` at unix time ``at_time`` (never reverts)."""
+        _check_bytes32("key_id", key_id)
+        if not 0 <= int(at_time) <= _UINT64_MAX:
+            return False
+        return bool(self._authority_call("wasAuthorized", [bytes(key_id), int(role), int(at_time)],
+                                         "reading wasAuthorized"))
+
+    def get_key(self, key_id: bytes) -> AuthorityKey:
+        """The registered key; ``ContractRevertError('KeyNotFound', ...)`` if unknown."""
+        _check_bytes32("key_id", key_id)
+        raw = self._authority_call("getKey", [bytes(key_id)], "reading getKey")
+        public_key, agency_id, member_id, role, valid_from, valid_until, revoked_at, reason = raw
+        return AuthorityKey(
+            key_id=bytes(key_id), public_key=bytes(public_key), agency_id=bytes(agency_id),
+            member_id=bytes(member_id), role=int(role), valid_from=int(valid_from),
+            valid_until=int(valid_until), revoked_at=int(revoked_at), revocation_reason=int(reason))
+
+    def get_agency(self, agency_id: bytes) -> AuthorityAgency:
+        """The registered agency; ``ContractRevertError('AgencyNotFound', ...)`` if unknown."""
+        _check_bytes32("agency_id", agency_id)
+        kind, active, admin, registered_at, name = self._authority_call(
+            "getAgency", [bytes(agency_id)], "reading getAgency")
+        return AuthorityAgency(agency_id=bytes(agency_id), kind=int(kind), active=bool(active),
+                               admin=to_checksum_address(admin), registered_at=int(registered_at), name=name)
+
+    def authority_owner(self) -> str:
+        return to_checksum_address(self._authority_call("owner", [], "reading the Authority owner"))
+
+
+@dataclass(frozen=True)
+class AuthorityKey:
+    """A signing key as registered in ``Authority`` (times in unix seconds; ``revoked_at`` 0 =
+    not revoked; ``valid_until`` 2**64-1 = no expiry)."""
+
+    key_id: bytes
+    public_key: bytes
+    agency_id: bytes
+    member_id: bytes
+    role: int
+    valid_from: int
+    valid_until: int
+    revoked_at: int
+    revocation_reason: int
+
+
+@dataclass(frozen=True)
+class AuthorityAgency:
+    """An agency as registered in ``Authority``."""
+
+    agency_id: bytes
+    kind: int
+    active: bool
+    admin: str
+    registered_at: int
+    name: str
+
+
+def address_of_account(private_key: str | bytes) -> str:
+    """The checksummed address of an Ethereum private key (never echoes the key)."""
+    return _account(private_key).address
 
 
 def _check_bytes32(name: str, value: bytes) -> None:

@@ -66,3 +66,26 @@ class UploadTooLargeError(NotaryError):
     def __init__(self, limit_bytes: int) -> None:
         super().__init__(f"upload exceeds the limit of {limit_bytes} bytes")
         self.limit_bytes = limit_bytes
+
+
+# -- domain (helper) ----------------------------------------------------------------------------
+
+class KeyStorageError(NotaryError):
+    """A server-held private key cannot be decrypted (wrong key-encryption key, altered data),
+    or the key-encryption key file is unusable."""
+
+
+class EvidenceStateError(NotaryError):
+    """The evidence cannot change that way in its current status (e.g. correcting a withdrawn item)."""
+
+
+class AuthorityError(NotaryError):
+    """Registering or revoking a key in the on-chain Authority failed; nothing was changed here."""
+
+
+class ConflictError(NotaryError):
+    """Something with that identity already exists (agency code, case reference, officer key)."""
+
+
+class InvalidRequestError(NotaryError):
+    """A request names an unknown role, agency kind, action or reason, or a value is malformed."""

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from evidence_ledger import __version__
 
 from . import errors
-from .routers import logs, system, tokens
+from .routers import logs, notary, pages, system, tokens
 from .runtime import Runtime
 from .settings import Settings
 
@@ -20,15 +23,20 @@ from .settings import Settings
 class BodyLimitMiddleware:
     """Rejects bodies over the limit with 413, by Content-Length or while streaming."""
 
-    def __init__(self, app: ASGIApp, limit_bytes: int) -> None:
+    # Evidence uploads and verification take files up to the upload limit; all else the body limit.
+    UPLOAD_PATHS = re.compile(r"^(/api/v1/cases/[^/]+/files|/api/v1/evidence/verify|/verify|/cases/[^/]+/files)$")
+
+    def __init__(self, app: ASGIApp, limit_bytes: int, upload_limit_bytes: int | None = None) -> None:
         self.app = app
         self.limit_bytes = limit_bytes
+        # Multipart framing around a file at the limit adds a little; allow 1 MiB for it.
+        self.upload_limit_bytes = (upload_limit_bytes or limit_bytes) + (1 << 20)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_bytes
+        limit = self.upload_limit_bytes if self.UPLOAD_PATHS.match(scope["path"]) else self.limit_bytes
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > limit:
                 await _too_large(send, limit)
@@ -92,5 +100,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(system.router)
     app.include_router(logs.router, prefix="/api/v1")
     app.include_router(tokens.router, prefix="/api/v1")
-    app.add_middleware(BodyLimitMiddleware, limit_bytes=settings.max_body_bytes)
+    app.include_router(notary.router, prefix="/api/v1")
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    app.add_middleware(BodyLimitMiddleware, limit_bytes=settings.max_body_bytes,
+                       upload_limit_bytes=settings.max_upload_bytes)
     return app

@@ -24,7 +24,14 @@ from evidence_ledger.ledger.errors import (
     VerificationError,
 )
 
+from evidence_ledger.ledger.errors import (
+    BlobBackendError,
+    BlobIntegrityError,
+    BlobNotFoundError,
+    BlobTooLargeError,
+)
 from evidence_ledger.ledger.tokens import TokenNotFoundError
+from evidence_ledger.notary import errors as notary_errors
 
 from .auth import AuthError, ForbiddenError
 
@@ -39,6 +46,26 @@ class BodyTooLargeError(Exception):
 # Most specific first: the first matching class wins.
 STATUS: list[tuple[type[BaseException], int, str]] = [
     (AuthError, 401, "unauthorized"),
+    (notary_errors.UploadTooLargeError, 413, "upload_too_large"),
+    (BlobTooLargeError, 413, "upload_too_large"),
+    (notary_errors.ResponseTooLargeError, 422, "capture_response_too_large"),
+    (notary_errors.UnsafeDestinationError, 422, "capture_destination_refused"),
+    (notary_errors.UnsupportedContentError, 422, "capture_unsupported_content"),
+    (notary_errors.CaptureTimeoutError, 504, "capture_timeout"),
+    (notary_errors.FetchError, 502, "capture_fetch_failed"),
+    (notary_errors.ArchiveIntegrityError, 422, "archive_integrity"),
+    (notary_errors.CaptureError, 422, "capture_failed"),
+    (notary_errors.NotFoundError, 404, "not_found"),
+    (notary_errors.PermissionDeniedError, 403, "forbidden"),
+    (notary_errors.ConflictError, 409, "conflict"),
+    (notary_errors.EvidenceStateError, 409, "evidence_state"),
+    (notary_errors.SignatureError, 422, "bad_signature"),
+    (notary_errors.AuthorityError, 503, "authority_unavailable"),
+    (notary_errors.KeyStorageError, 503, "key_storage"),
+    (notary_errors.NotaryError, 400, "bad_request"),
+    (BlobNotFoundError, 404, "blob_not_found"),
+    (BlobIntegrityError, 503, "blob_integrity"),
+    (BlobBackendError, 503, "blob_backend_unavailable"),
     (ForbiddenError, 403, "forbidden"),
     (BodyTooLargeError, 413, "payload_too_large"),
     (RecordTooLargeError, 413, "record_too_large"),

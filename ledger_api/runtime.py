@@ -17,7 +17,12 @@ from evidence_ledger.ledger.checkpoint import NoteSigner, load_or_create_key_fil
 from evidence_ledger.ledger.deployments import Deployments, verify_deployment
 from evidence_ledger.ledger.errors import ChainUnavailableError, DeploymentError
 from evidence_ledger.ledger.log import LogStore
+from evidence_ledger.ledger.blobs import BlobStore, IpfsBlobStore, LocalBlobStore
 from evidence_ledger.ledger.tokens import TokenBook
+from evidence_ledger.notary import db as notary_db
+from evidence_ledger.notary.capture import CapturePolicy
+from evidence_ledger.notary.keys import load_or_create_kek
+from evidence_ledger.notary.service import Notary
 
 from .settings import LOG_NAMES, Settings
 
@@ -66,6 +71,9 @@ class Runtime:
     signers: dict[str, NoteSigner]
     anchorer: Anchorer
     sequencer_lock: db.SequencerLock
+    blobs: BlobStore | None = None
+    notary: Notary | None = None
+    capture_policy: CapturePolicy | None = None
     is_sequencer: bool = False
     verifier_keys: dict[str, str] = field(default_factory=dict)
 
@@ -85,9 +93,15 @@ class Runtime:
                             interval_s=settings.anchor_interval_s,
                             max_leaves=settings.anchor_max_leaves)
         lock_path = settings.data_dir / "sequencer.lock" if db.is_sqlite(engine) else None
+        verifier_keys = {n: s.verifier_key() for n, s in signers.items()}
+        blobs = make_blob_store(settings)
+        notary_db.migrate(engine)
+        notary = Notary(engine, store, blobs, load_or_create_kek(settings.key_encryption_key_path),
+                        authority=anchorer.chain, trusted_log_keys=[verifier_keys["evidence"]],
+                        max_upload_bytes=settings.max_upload_bytes)
         return cls(settings, engine, store, TokenBook(engine), signers, anchorer,
-                   db.SequencerLock(engine, lock_path),
-                   verifier_keys={n: s.verifier_key() for n, s in signers.items()})
+                   db.SequencerLock(engine, lock_path), blobs=blobs, notary=notary,
+                   capture_policy=capture_policy(settings), verifier_keys=verifier_keys)
 
     def check_chain(self) -> None:
         """Refuse to run against a chain whose deployed code does not match the artifacts;
@@ -112,6 +126,22 @@ class Runtime:
         self.anchorer.stop()
         self.sequencer_lock.release()
         self.engine.dispose()
+
+
+def make_blob_store(settings: Settings) -> BlobStore:
+    if settings.blob_backend == "ipfs":
+        return IpfsBlobStore(settings.ipfs_api_url, settings.blobs_dir / "ipfs-index")
+    return LocalBlobStore(settings.blobs_dir)
+
+
+def capture_policy(settings: Settings) -> CapturePolicy:
+    import ipaddress
+
+    extra_ca = settings.capture_extra_ca_file.read_bytes() if settings.capture_extra_ca_file else None
+    return CapturePolicy(
+        allow_networks=frozenset(ipaddress.ip_network(c, strict=False) for c in settings.capture_allow_networks),
+        timeout_s=settings.capture_timeout_s, max_response_bytes=settings.capture_max_response_bytes,
+        chromium_path=settings.chromium_path, extra_ca_pem=extra_ca)
 
 
 def write_secret_file(path: Path, content: str) -> None:

@@ -26,6 +26,7 @@ class Api:
 def api(tmp_path, db_url: str) -> Iterator[Api]:  # type: ignore[no-untyped-def]
     settings = Settings(_env_file=None, data_dir=tmp_path / "var", database_url=db_url, chain="memory",
                         anchor_interval_s=0.2, max_record_bytes=2048, max_bulk_records=50,
-                        max_body_bytes=256 * 1024)
+                        max_body_bytes=256 * 1024, max_upload_bytes=1024 * 1024,
+                        public_base_url="http://ledger.test")
     with TestClient(create_app(settings)) as client:
         yield Api(client)

@@ -133,6 +133,9 @@ def deploy() -> None:
 def verify(bundle: Annotated[Path, typer.Argument(help="proof bundle (JSON)", exists=True, dir_okay=False)],
            record: Annotated[Optional[Path], typer.Option(help="the record (JSON) to check against the digest",
                                                           exists=True, dir_okay=False)] = None,
+           file: Annotated[Optional[Path], typer.Option(
+               help="evidence file (photo, document, web archive) to check against the notarized record",
+               exists=True, dir_okay=False)] = None,
            rpc: Annotated[Optional[str], typer.Option(help="EVM JSON-RPC URL: also check the anchor on chain")] = None,
            key: Annotated[Optional[list[str]], typer.Option(help="trusted log verifier key (repeatable)")] = None,
            as_json: Annotated[bool, typer.Option("--json", help="print the verdict as JSON")] = False) -> None:
@@ -147,6 +150,9 @@ def verify(bundle: Annotated[Path, typer.Argument(help="proof bundle (JSON)", ex
         report = verify_bundle(bundle.read_bytes(),
                                record_bytes=record.read_bytes() if record else None,
                                trusted_keys=key or (), chain=chain)
+        matched = None
+        if file is not None:
+            matched = _check_evidence_file(bundle, file)
     except VerificationError as e:
         if as_json:
             print(json.dumps({"valid": False, "field": e.field, "message": str(e)}))
@@ -162,15 +168,33 @@ def verify(bundle: Annotated[Path, typer.Argument(help="proof bundle (JSON)", ex
         print(json.dumps({"valid": True, "log": report.log_name, "leafIndex": report.leaf_index,
                           "treeSize": report.tree_size, "anchoredAt": report.anchored_at.isoformat(),
                           "chainId": report.chain_id, "txHash": report.tx_hash_hex,
-                          "chainChecked": report.chain_checked, "keyPinned": report.key_pinned}))
+                          "chainChecked": report.chain_checked, "keyPinned": report.key_pinned,
+                          "fileMatched": matched}))
         return
     out.print(f"[bold green]VALID[/] leaf {report.leaf_index} of {report.origin}, tree size "
               f"{report.tree_size}, anchored {report.anchored_at.isoformat()} on chain {report.chain_id} "
               f"(tx {report.tx_hash_hex})")
     for c in report.checks:
         out.print(f"  ✓ {c.name}: {c.detail}")
+    if matched is not None:
+        out.print(f"  ✓ file: is the notarized {matched}")
     if not report.chain_checked:
         out.print("  [yellow]! anchor not checked on chain (pass --rpc URL)[/]")
+
+
+def _check_evidence_file(bundle_path: Path, file: Path) -> str:
+    """The file against the evidence record the bundle carries; names an altered archive part."""
+    from evidence_ledger.notary.service import check_file_against_record
+
+    doc = json.loads(bundle_path.read_bytes())
+    canonical_record = doc.get("record", {}).get("canonical")
+    if not canonical_record:
+        raise VerificationError("file", "the bundle carries no record to check the file against "
+                                        "(fetch it with includeRecord=true)")
+    matched, reasons = check_file_against_record(json.loads(canonical_record), file)
+    if matched is None:
+        raise VerificationError("file", "; ".join(reasons))
+    return matched
 
 
 @token_app.command("create")

@@ -33,11 +33,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import tempfile
+import zipfile
+import zlib
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from pathlib import Path
+from typing import IO, Any, Protocol
 
 from sqlalchemy import Engine, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -1110,10 +1114,14 @@ class Notary:
         checks: list[str] = []
         notes: list[str] = []
         file_sha: bytes | None = None
+        spool: IO[bytes] | None = None
         if data_chunks is not None:
+            # Kept (memory, then disk) so an altered archive can be explained part by part.
+            spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)
             h = hashlib.sha256()
             for chunk in data_chunks:
                 h.update(chunk)
+                spool.write(chunk)
             file_sha = h.digest()
             if sha256 is not None and bytes(sha256) != file_sha:
                 reasons.append(f"file: its sha256 {_short(file_sha.hex())} is not the given {_short(bytes(sha256).hex())}")
@@ -1197,6 +1205,10 @@ class Notary:
                 authorized = self._check_authorized(officer, anchored_at, record, reasons, checks, notes)
         if ev is None and record is None and not reasons:
             reasons.append("nothing to verify against")
+        if spool is not None:
+            if matched is None and file_sha is not None:
+                reasons += self._explain_archive(spool, record)
+            spool.close()
 
         return Verdict(
             ok=not reasons,
@@ -1221,6 +1233,47 @@ class Notary:
             withdrawn_at=ev.withdrawn_at if ev else None,
             withdrawal_reason=ev.withdrawal_reason if ev else None,
             checks=tuple(checks), reasons=tuple(reasons), notes=tuple(notes))
+
+    def _explain_archive(self, provided: IO[bytes], record: dict[str, Any] | None) -> list[str]:
+        """For a zip that is not the notarized file: name each member that differs from the
+        notarized archive (found from the record, or from any member that is still intact)."""
+        provided.seek(0)
+        if not zipfile.is_zipfile(provided):
+            return []
+        provided.seek(0)
+        try:
+            with zipfile.ZipFile(provided) as z:
+                members = {i.filename: _zip_member_sha256(z, i.filename) for i in z.infolist() if not i.is_dir()}
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            return [f"archive: not a readable zip ({e})"]
+        original_sha = None
+        if record is not None and record.get("capture"):
+            original_sha = bytes.fromhex(record["content"]["sha256"])
+        else:
+            for sha in filter(None, members.values()):
+                hits = [e for e, _ in self.find_by_sha256(sha) if e.kind == "web"]
+                if hits:
+                    original_sha = hits[-1].sha256
+                    break
+        if original_sha is None or not self.blobs.exists(original_sha):
+            return []
+        with tempfile.SpooledTemporaryFile(max_size=8 << 20) as original:
+            for chunk in self.blobs.open(original_sha):
+                original.write(chunk)
+            original.seek(0)
+            with zipfile.ZipFile(original) as z:
+                notarized = {i.filename: _zip_member_sha256(z, i.filename) for i in z.infolist() if not i.is_dir()}
+        out = []
+        for name, sha in notarized.items():
+            if name not in members:
+                out.append(f"archive part {name}: missing from the file")
+            elif members[name] is None:
+                out.append(f"archive part {name}: altered (its zip CRC-32 no longer matches)")
+            elif members[name] != sha:
+                out.append(f"archive part {name}: sha256 {_short(members[name].hex())} is not the notarized "
+                           f"{_short(sha.hex())}")
+        out += [f"archive part {name}: not in the notarized archive" for name in members if name not in notarized]
+        return out
 
     def _check_bundle(self, bundle: Any, chain: Any, reasons: list[str], checks: list[str],
                       notes: list[str]) -> tuple[Any, dict[str, Any] | None, int | None]:
@@ -1282,6 +1335,51 @@ class Notary:
             reasons.append(f"authority: key {_short(officer.key_id_hex)} was not authorised for role "
                            f"{officer.role} at {_iso(at)} (unknown, revoked, expired or agency inactive)")
         return ok
+
+
+def check_file_against_record(record: dict[str, Any], path: Path) -> tuple[str | None, list[str]]:
+    """Offline: is the file at ``path`` the record's content, or one of its capture parts?
+
+    Returns (what matched, reasons it did not). For a capture archive that is not the notarized
+    one, each part the record lists is compared with the archive's member of that name, so the
+    reasons name the altered part."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while data := f.read(1 << 20):
+            h.update(data)
+    matched = _match(record, h.digest())
+    if matched is not None:
+        return matched, []
+    reasons = [f"file: sha256 {_short(h.hexdigest())} is not the notarized "
+               f"{_short(str((record.get('content') or {}).get('sha256')))}"]
+    parts = (record.get("capture") or {}).get("parts", [])
+    if parts and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            for p in parts:
+                name = p.get("name")
+                if name not in names:
+                    reasons.append(f"archive part {name}: missing from the file")
+                    continue
+                got = _zip_member_sha256(z, name)
+                if got is None:
+                    reasons.append(f"archive part {name}: altered (its zip CRC-32 no longer matches)")
+                elif got.hex() != p.get("sha256"):
+                    reasons.append(f"archive part {name}: sha256 {_short(got.hex())} is not the notarized "
+                                   f"{_short(str(p.get('sha256')))}")
+    return None, reasons
+
+
+def _zip_member_sha256(z: zipfile.ZipFile, name: str) -> bytes | None:
+    """The member's SHA-256, or None when zip itself says it was altered (CRC-32, bad data)."""
+    h = hashlib.sha256()
+    try:
+        with z.open(name) as f:
+            while data := f.read(1 << 20):
+                h.update(data)
+    except (zipfile.BadZipFile, zlib.error, EOFError):
+        return None
+    return h.digest()
 
 
 def _match(record: dict[str, Any], file_sha: bytes) -> str | None:

@@ -150,8 +150,23 @@ def case_page(case_id: str, request: Request, principal: Principal | None = Depe
     case = readable_case(request, principal, case_id)
     n = notary(request)
     can_add = principal.subject_id("officer") is not None
+    timeline = n.case_timeline(case_id)
     return page(request, "case.html", principal, case=case, evidence=n.case_evidence(case_id),
-                timeline=n.case_timeline(case_id), agency=n.agency(case.agency_id), can_add=can_add)
+                timeline=timeline, agency=n.agency(case.agency_id), can_add=can_add,
+                actors=actor_names(n, {t.actor for t in timeline}))
+
+
+def actor_names(n: Any, actors: set[str]) -> dict[str, str]:
+    """Display names for subjects like ``officer:<id>``; the logs keep the stable ids."""
+    names = {}
+    for actor in actors:
+        if actor.startswith("officer:"):
+            try:
+                o = n.officer(actor.split(":", 1)[1])
+                names[actor] = f"{o.name}, {o.role}"
+            except NotaryError:
+                pass
+    return names
 
 
 @router.get("/evidence/{evidence_id}", response_class=HTMLResponse)
@@ -162,5 +177,7 @@ def evidence_page(evidence_id: str, request: Request,
     ev = readable_evidence(request, principal, evidence_id)
     n = notary(request)
     n.record_custody(evidence_id, principal.subject or principal.name, "view", "evidence page")
+    custody = n.custody(evidence_id)
     return page(request, "evidence.html", principal, ev=ev, record=ev.record, case=n.case(ev.case_id),
-                officer=n.officer(ev.officer_id), custody=n.custody(evidence_id))
+                officer=n.officer(ev.officer_id), custody=custody,
+                actors=actor_names(n, {c.actor for c in custody}))

@@ -24,7 +24,7 @@ class BodyLimitMiddleware:
     """Rejects bodies over the limit with 413, by Content-Length or while streaming."""
 
     # Evidence uploads and verification take files up to the upload limit; all else the body limit.
-    UPLOAD_PATHS = re.compile(r"^(/api/v1/cases/[^/]+/files|/api/v1/evidence/verify|/verify|/cases/[^/]+/files)$")
+    UPLOAD_PATHS = re.compile(r"^(/api/v1/cases/[^/]+/files(/prepare)?|/api/v1/evidence/verify|/verify)$")
 
     def __init__(self, app: ASGIApp, limit_bytes: int, upload_limit_bytes: int | None = None) -> None:
         self.app = app

@@ -24,6 +24,16 @@ app.add_typer(chain_app, name="chain")
 app.add_typer(token_app, name="token")
 app.add_typer(bench_app, name="bench")
 
+
+def _add_officer_commands() -> None:
+    from .client_cli import notarize_app, officer_app
+
+    app.add_typer(officer_app, name="officer")
+    app.add_typer(notarize_app, name="notarize")
+
+
+_add_officer_commands()
+
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -258,6 +268,20 @@ def bench_log(records: Annotated[int, typer.Option(help="records for the bulk-ap
     run_log_benchmark(node_modules_dir=s.node_modules_dir, records=records, naive_records=naive,
                       proof_leaves=proof_leaves, out_dir=out_dir, console=out,
                       anvil_binary=s.anvil_binary)
+
+
+@bench_app.command("notary")
+def bench_notary(data_mb: Annotated[int, typer.Option(help="MB hashed for the hashing/CID run")] = 256,
+                 files: Annotated[int, typer.Option(help="files notarized")] = 300,
+                 file_kb: Annotated[int, typer.Option(help="size of each file")] = 512,
+                 pages: Annotated[int, typer.Option(help="web pages captured")] = 5,
+                 out_dir: Annotated[Path, typer.Option(help="where the JSON goes")] = Path("bench")) -> None:
+    """Notary benchmark: hashing + CID vs sha256, file notarization, web capture per page."""
+    from evidence_ledger.notary.benchmark import run_notary_benchmark
+
+    s = _settings()
+    run_notary_benchmark(out_dir=out_dir, console=out, data_mb=data_mb, files=files, file_kb=file_kb,
+                         pages=pages, chromium_path=s.chromium_path)
 
 
 def main() -> None:

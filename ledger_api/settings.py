@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     capture_extra_ca_file: Path | None = Field(None, description="PEM of an extra CA trusted for capture")
     chromium_path: Path = Path("/usr/bin/chromium")
 
+    api_url: str = Field("http://127.0.0.1:8000", description="the server the CLI's notarize commands talk to")
+    api_token: SecretStr | None = Field(None, description="the officer's API token for the CLI")
+
     host: str = "127.0.0.1"
     port: int = 8000
     public_base_url: str = "http://127.0.0.1:8000"

@@ -272,6 +272,43 @@ async def upload_file(case_id: str, request: Request, principal: Principal = Dep
     return evidence_out(ev)
 
 
+@router.post("/cases/{case_id}/files/prepare",
+             summary="Two-step signing, step 1: store a file and return its unsigned evidence record "
+                     "(for officers who keep their own key)")
+async def prepare_file(case_id: str, request: Request, principal: Principal = Depends(current_principal)) -> dict:
+    officer = await run_in_threadpool(acting_officer, request, principal)
+    await run_in_threadpool(readable_case, request, principal, case_id)
+    limit = rt(request).settings.max_upload_bytes
+    f: IO[bytes] | None = None
+    try:
+        f, meta = await upload_from_request(request, limit)
+        record = await run_in_threadpool(
+            notary(request).prepare_file_record, officer.id, case_id, read_chunks(f),
+            filename=meta.get("filename") or None, media_type=meta.get("media_type") or "application/octet-stream",
+            captured_at=_opt_time(meta.get("capturedAt"), "capturedAt"), device=meta.get("device") or None,
+            location=meta.get("location") or None, description=meta.get("description") or None, max_bytes=limit)
+    finally:
+        if f is not None:
+            f.close()
+        await request.close()
+    return {"record": record}
+
+
+class SignedRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    record: dict[str, Any]
+
+
+@router.post("/evidence/signed", status_code=201,
+             summary="Two-step signing, step 2: submit the record signed on the officer's device")
+def submit_signed(body: SignedRecord, request: Request, principal: Principal = Depends(current_principal)) -> dict:
+    officer = acting_officer(request, principal)
+    signer = (body.record.get("officer") or {}).get("id") if isinstance(body.record.get("officer"), dict) else None
+    if signer != officer.id:
+        raise ForbiddenError(f"the record is by officer {signer!r}; this token acts for {officer.id}")
+    return evidence_out(notary(request).submit_signed_record(body.record))
+
+
 class CaptureRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str = Field(min_length=1, max_length=4096)

@@ -192,3 +192,40 @@ def test_browser_verification_page_and_case_page(world: dict) -> None:
             assert "notarized" in timeline and "download: e2e check" in timeline, timeline
         finally:
             browser.close()
+
+
+def test_cli_bulk_import_with_server_and_device_keys(world: dict, tmp_path: Path) -> None:
+    srv, case = world["srv"], world["case"]
+    folder = tmp_path / "seized-phone"
+    (folder / "DCIM").mkdir(parents=True)
+    (folder / "DCIM" / "IMG_0001.jpg").write_bytes(b"\xff\xd8 photo one")
+    (folder / "DCIM" / "IMG_0002.jpg").write_bytes(b"\xff\xd8 photo two" * 50_000)
+    (folder / "chat-export.txt").write_text("seller: 100% genuine")
+    env = dict(srv.env)
+    srv.env.update({"LEDGER_API_URL": srv.url, "LEDGER_API_TOKEN": world["officer"]["token"]})
+    try:
+        out = srv.cli("notarize", "files", str(folder), "--case", case["id"], "--location", "Stall 14", "--json")
+        rows = [json.loads(line) for line in out.stdout.splitlines()]
+        assert sorted(Path(r["file"]).name for r in rows) == ["IMG_0001.jpg", "IMG_0002.jpg", "chat-export.txt"]
+        assert all("evidence" in r for r in rows)
+        # An officer who keeps the key: generated here, registered by its public key, signed here.
+        pub = srv.cli("officer", "keygen", "--out", str(tmp_path / "officer.pem")).stdout.strip()
+        assert oct((tmp_path / "officer.pem").stat().st_mode & 0o777) == "0o600"
+        with srv.client() as admin:
+            agency_id = world["c"].get(f"/api/v1/cases/{case['id']}").json()["agency_id"]
+            me = admin.post("/api/v1/officers", json={"agencyId": agency_id, "name": "Zhang Min", "publicKey": pub}).json()
+        assert me["custody"] == "client"
+        srv.env["LEDGER_API_TOKEN"] = me["token"]
+        out = srv.cli("notarize", "files", str(folder / "chat-export.txt"), "--case", case["id"],
+                      "--key", str(tmp_path / "officer.pem"), "--json")
+        (row,) = [json.loads(line) for line in out.stdout.splitlines()]
+        ev = world["c"].get(f"/api/v1/evidence/{row['evidence']}").json()
+        assert ev["record"]["signature"]["keyId"] == me["key_id"] and ev["officer_id"] == me["id"]
+        srv.cli("officer", "keygen", "--out", str(tmp_path / "other.pem"))
+        bad = srv.cli("notarize", "files", str(folder / "chat-export.txt"), "--case", case["id"],
+                      "--key", str(tmp_path / "other.pem"), check=False)
+        assert bad.returncode == 1 and "0 notarized, 1 failed" in bad.stdout
+        assert "signature" in bad.stdout.lower()
+    finally:
+        srv.env.clear()
+        srv.env.update(env)

@@ -23,14 +23,14 @@ from . import db, merkle
 from .anchoring import Anchorer
 from .anvil import ANVIL_DEV_PRIVATE_KEY, AnvilNode, find_anvil_binary
 from .bundle import build_bundle, verify_bundle
-from .chain import Web3Chain, connect, log_id_for
+from .chain import connect, log_id_for
 from .checkpoint import NoteSigner, generate_signing_key
 from .deployments import Deployments, deploy_contracts
 from .log import LogStore
 
 
 @dataclass
-class _Progress:
+class Progress:
     """Minimal progress reporting; a rich Console when given, else print."""
 
     console: Any = None
@@ -51,7 +51,7 @@ def _record(i: int, rng: random.Random) -> dict[str, Any]:
             "capturedAt": "2026-11-21T10:00:00Z"}
 
 
-def _pct(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     if not values:
         return float("nan")
@@ -64,7 +64,7 @@ def run_log_benchmark(*, node_modules_dir: Path | None = None, records: int = 20
                       batch: int = 5_000, steady_seconds: float = 20.0, steady_rate: int = 2_000,
                       out_dir: Path = Path("bench"), console: Any = None,
                       anvil_binary: Path | None = None) -> dict[str, Any]:
-    p = _Progress(console)
+    p = Progress(console)
     work = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
     binary = find_anvil_binary(anvil_binary, [node_modules_dir.parent] if node_modules_dir else None)
     import socket
@@ -176,8 +176,8 @@ def run_log_benchmark(*, node_modules_dir: Path | None = None, records: int = 20
         live_records = store.tree_size("live")
         results["anchored"] = {
             "records": live_records, "anchor_transactions": len(gas_rows),
-            "time_to_anchor_s_p50": round(_pct(latencies, 0.5), 3),
-            "time_to_anchor_s_p95": round(_pct(latencies, 0.95), 3),
+            "time_to_anchor_s_p50": round(percentile(latencies, 0.5), 3),
+            "time_to_anchor_s_p95": round(percentile(latencies, 0.95), 3),
             "gas_per_record": round(sum(gas_rows) / live_records, 2),
         }
 
@@ -235,7 +235,7 @@ def run_log_benchmark(*, node_modules_dir: Path | None = None, records: int = 20
     return results
 
 
-def _print_table(r: dict[str, Any], p: _Progress) -> None:
+def _print_table(r: dict[str, Any], p: Progress) -> None:
     rows = [
         ("bulk append, records/s (median batch)", f"{r['bulk_append']['records_per_s_p50_batch']:,}",
          f"{r['naive']['records_per_s']:,}", f"{r['ratios']['bulk_append_vs_naive_records_per_s']}x"),

@@ -34,7 +34,6 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import ip_address, ip_network
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from evidence_ledger.ledger import db as ledger_db
+from evidence_ledger.ledger.benchmark import Progress, percentile
 from evidence_ledger.ledger.blobs import BlobRef, CidBuilder, LocalBlobStore
 from evidence_ledger.ledger.log import Entry, LogStore
 
@@ -57,26 +57,6 @@ BARE_CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-
                       "--disable-component-update", "--disable-sync")
 _T = TypeVar("_T")
 
-
-@dataclass
-class _Progress:
-    """Minimal progress reporting; a rich Console when given, else print."""
-
-    console: Any = None
-
-    def say(self, text: str) -> None:
-        if self.console is not None:
-            self.console.print(text)
-        else:
-            print(text, flush=True)
-
-
-def _pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    if not values:
-        return float("nan")
-    k = min(len(values) - 1, max(0, round(q * (len(values) - 1))))
-    return values[k]
 
 
 def _fs_type(path: Path) -> str:
@@ -138,7 +118,7 @@ def _timed(fn: Callable[[], _T]) -> tuple[float, _T]:
     return time.perf_counter() - t0, out
 
 
-def _bench_hashing(p: _Progress, work: Path, data_mb: int, rounds: int) -> dict[str, Any]:
+def _bench_hashing(p: Progress, work: Path, data_mb: int, rounds: int) -> dict[str, Any]:
     chunks = [os.urandom(MIB) for _ in range(data_mb)]
     mb = data_mb * MIB / 1e6
     times: dict[str, list[float]] = {k: [] for k in ("sha256", "sha256_cid", "cid", "put", "write_fsync")}
@@ -214,7 +194,7 @@ def _file_chunks(data: bytes) -> list[bytes]:
     return [data[i:i + MIB] for i in range(0, len(data), MIB)] or [b""]
 
 
-def _bench_notarize(p: _Progress, work: Path, n_files: int, file_kb: int) -> dict[str, Any]:
+def _bench_notarize(p: Progress, work: Path, n_files: int, file_kb: int) -> dict[str, Any]:
     size = file_kb * 1024
     contents = [os.urandom(size) for _ in range(n_files)]  # distinct: the blob store deduplicates
     engine = ledger_db.create_db_engine(f"sqlite:///{work / 'notary.db'}")
@@ -267,13 +247,13 @@ def _bench_notarize(p: _Progress, work: Path, n_files: int, file_kb: int) -> dic
             "officer_key": "server-held (Ed25519, encrypted under a 32-byte KEK)", "authority": None,
             "notarize": {"seconds": round(ours_s, 3), "files_per_s": round(n_files / ours_s, 1),
                          "mb_per_s": round(mb / ours_s, 1),
-                         "latency_ms_p50": round(_pct(ours_lat, 0.5) * 1000, 2),
-                         "latency_ms_p95": round(_pct(ours_lat, 0.95) * 1000, 2)},
+                         "latency_ms_p50": round(percentile(ours_lat, 0.5) * 1000, 2),
+                         "latency_ms_p95": round(percentile(ours_lat, 0.95) * 1000, 2)},
             "baseline_sha256_write_fsync": {
                 "seconds": round(base_s, 3), "files_per_s": round(n_files / base_s, 1),
                 "mb_per_s": round(mb / base_s, 1),
-                "latency_ms_p50": round(_pct(base_lat, 0.5) * 1000, 2),
-                "latency_ms_p95": round(_pct(base_lat, 0.95) * 1000, 2)},
+                "latency_ms_p50": round(percentile(base_lat, 0.5) * 1000, 2),
+                "latency_ms_p95": round(percentile(base_lat, 0.95) * 1000, 2)},
             "breakdown_ms_per_file": {
                 "blob_put_sha256_cid_fsync": round(blobs.put_s / n_files * 1000, 2),
                 "log_appends_durable": round(store.append_s / n_files * 1000, 2),
@@ -502,7 +482,7 @@ def _bare_playwright(url: str, chromium_path: Path, viewport: tuple[int, int]) -
             "screenshot_bytes": len(png)}
 
 
-def _bench_capture(p: _Progress, work: Path, pages: int, chromium_path: Path) -> dict[str, Any]:
+def _bench_capture(p: Progress, work: Path, pages: int, chromium_path: Path) -> dict[str, Any]:
     if not Path(chromium_path).exists():
         raise FileNotFoundError(f"Chromium not found at {chromium_path}")
     site = _ShopSite(work)
@@ -538,7 +518,7 @@ def _bench_capture(p: _Progress, work: Path, pages: int, chromium_path: Path) ->
                   f"httpx {t_h * 1000:.1f} ms")
 
         def stats(values: list[float], digits: int = 3) -> dict[str, float]:
-            return {"p50": round(_pct(values, 0.5), digits), "p95": round(_pct(values, 0.95), digits)}
+            return {"p50": round(percentile(values, 0.5), digits), "p95": round(percentile(values, 0.95), digits)}
 
         breakdown = {k: stats([c[k] for c in caps]) for k in
                      ("browser_start_s", "probe_other_s", "direct_fetch_s", "render_s", "package_s")}
@@ -550,7 +530,7 @@ def _bench_capture(p: _Progress, work: Path, pages: int, chromium_path: Path) ->
                      "tls": "own CA (ECDSA P-256), generated at runtime"},
             "chromium": str(chromium_path),
             "capture_url": {"wall_s": cap_wall, "breakdown_s": breakdown,
-                            "wacz_bytes_p50": int(_pct([c["wacz_bytes"] for c in caps], 0.5)),
+                            "wacz_bytes_p50": int(percentile([c["wacz_bytes"] for c in caps], 0.5)),
                             "exchanges": caps[-1]["exchanges"], "not_loaded": caps[-1]["not_loaded"],
                             "note": "render_s includes up to 3 s waiting for network idle (500 ms quiet)"},
             "baseline_bare_playwright": {
@@ -561,7 +541,7 @@ def _bench_capture(p: _Progress, work: Path, pages: int, chromium_path: Path) ->
             "baseline_httpx_get": {"ms": stats([t * 1000 for t in httpx_s], 2)},
             "ratios": {
                 "capture_vs_bare_playwright_p50": round(cap_wall["p50"] / bare_total["p50"], 2),
-                "capture_vs_httpx_get_p50": round(cap_wall["p50"] / _pct(httpx_s, 0.5), 1),
+                "capture_vs_httpx_get_p50": round(cap_wall["p50"] / percentile(httpx_s, 0.5), 1),
             },
         }
         return res
@@ -605,7 +585,7 @@ def run_notary_benchmark(*, out_dir: Path = Path("bench"), console: Any = None, 
     """
     if data_mb < 1 or files < 1 or file_kb < 1 or pages < 1:
         raise ValueError("data_mb, files, file_kb and pages must be at least 1")
-    p = _Progress(console)
+    p = Progress(console)
     work = Path(tempfile.mkdtemp(prefix="notary-bench-"))
     results: dict[str, Any] = {
         "benchmark": "notary", "at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -250,18 +250,16 @@ def qr_response(url: str, fmt: str) -> Response:
 
 # -- evidence ---------------------------------------------------------------------------------------
 
-@router.post("/cases/{case_id}/files", status_code=201,
-             summary="Notarize a file: multipart form (file + capturedAt, device, location, description) "
-                     "or a raw body with those as query parameters")
-async def upload_file(case_id: str, request: Request, principal: Principal = Depends(current_principal)) -> dict:
+async def _with_upload(request: Request, principal: Principal, case_id: str, action: Any) -> Any:
+    """Check the officer and case, spool the upload, and run ``action`` (notarize or prepare)."""
     officer = await run_in_threadpool(acting_officer, request, principal)
     await run_in_threadpool(readable_case, request, principal, case_id)
     limit = rt(request).settings.max_upload_bytes
     f: IO[bytes] | None = None
     try:
         f, meta = await upload_from_request(request, limit)
-        ev = await run_in_threadpool(
-            notary(request).notarize_file, officer.id, case_id, read_chunks(f),
+        return await run_in_threadpool(
+            action, officer.id, case_id, read_chunks(f),
             filename=meta.get("filename") or None, media_type=meta.get("media_type") or "application/octet-stream",
             captured_at=_opt_time(meta.get("capturedAt"), "capturedAt"), device=meta.get("device") or None,
             location=meta.get("location") or None, description=meta.get("description") or None, max_bytes=limit)
@@ -269,6 +267,13 @@ async def upload_file(case_id: str, request: Request, principal: Principal = Dep
         if f is not None:
             f.close()
         await request.close()  # closes a parsed form's spooled files
+
+
+@router.post("/cases/{case_id}/files", status_code=201,
+             summary="Notarize a file: multipart form (file + capturedAt, device, location, description) "
+                     "or a raw body with those as query parameters")
+async def upload_file(case_id: str, request: Request, principal: Principal = Depends(current_principal)) -> dict:
+    ev = await _with_upload(request, principal, case_id, notary(request).notarize_file)
     return evidence_out(ev)
 
 
@@ -276,21 +281,7 @@ async def upload_file(case_id: str, request: Request, principal: Principal = Dep
              summary="Two-step signing, step 1: store a file and return its unsigned evidence record "
                      "(for officers who keep their own key)")
 async def prepare_file(case_id: str, request: Request, principal: Principal = Depends(current_principal)) -> dict:
-    officer = await run_in_threadpool(acting_officer, request, principal)
-    await run_in_threadpool(readable_case, request, principal, case_id)
-    limit = rt(request).settings.max_upload_bytes
-    f: IO[bytes] | None = None
-    try:
-        f, meta = await upload_from_request(request, limit)
-        record = await run_in_threadpool(
-            notary(request).prepare_file_record, officer.id, case_id, read_chunks(f),
-            filename=meta.get("filename") or None, media_type=meta.get("media_type") or "application/octet-stream",
-            captured_at=_opt_time(meta.get("capturedAt"), "capturedAt"), device=meta.get("device") or None,
-            location=meta.get("location") or None, description=meta.get("description") or None, max_bytes=limit)
-    finally:
-        if f is not None:
-            f.close()
-        await request.close()
+    record = await _with_upload(request, principal, case_id, notary(request).prepare_file_record)
     return {"record": record}
 
 

@@ -61,6 +61,9 @@ __all__ = [
     "AuthorityAgency",
     "AuthorityKey",
     "ChainClient",
+    "LOT_STATUS_CONTRACT",
+    "LOT_STATUS_NAMES",
+    "LotOnChainStatus",
     "address_of_account",
     "DeployedContract",
     "OnChainCheckpoint",
@@ -68,12 +71,15 @@ __all__ = [
     "connect",
     "load_keystore",
     "log_id_for",
+    "lot_digital_link_path",
+    "lot_key",
     "memory_chain",
     "read_only",
 ]
 
 ANCHOR_CONTRACT = "LedgerAnchor"
 AUTHORITY_CONTRACT = "Authority"
+LOT_STATUS_CONTRACT = "LotStatus"
 
 _UINT64_MAX = 2**64 - 1
 #: Gas estimate margin: estimate * 1.25 + 10k (storage costs can differ slightly between the
@@ -84,6 +90,40 @@ _GAS_MARGIN_NUM, _GAS_MARGIN_DEN, _GAS_MARGIN_ADD = 5, 4, 10_000
 def log_id_for(origin: str) -> bytes:
     """The on-chain log id of a log: keccak256 of its origin line (UTF-8)."""
     return keccak(origin.encode("utf-8"))
+
+
+#: Prefix of the preimage of a lot key (domain separation from every other keccak256 use).
+LOT_KEY_PREFIX = "evidence-ledger/lot/"
+#: GS1 AI (10) batch/lot: 1 to 20 characters of the GS1 AI encodable character set 82.
+_GS1_CSET82 = frozenset("!\"%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz")
+
+
+def lot_digital_link_path(gtin: str, lot: str) -> str:
+    """The GS1 Digital Link path of a lot, ``/01/<GTIN-14>/10/<lot>``, in the canonical form that
+    :func:`lot_key` hashes: the GTIN (8, 12, 13 or 14 digits, check digit verified) left-padded
+    with zeros to 14 digits; the lot number (GS1 AI 10: 1 to 20 characters of GS1 character set
+    82) percent-encoded as in a URI path segment (every character but ``A-Z a-z 0-9 - . _``
+    becomes ``%XX``, upper-case hex). ``ValueError`` on an invalid GTIN or lot number."""
+    if not isinstance(gtin, str) or not gtin.isascii() or not gtin.isdigit() or len(gtin) not in (8, 12, 13, 14):
+        raise ValueError(f"GTIN must be 8, 12, 13 or 14 digits, got {gtin!r}")
+    gtin14 = gtin.rjust(14, "0")
+    body, check = gtin14[:-1], int(gtin14[-1])
+    total = sum(int(c) * (3 if i % 2 == 0 else 1) for i, c in enumerate(reversed(body)))
+    if (10 - total % 10) % 10 != check:
+        raise ValueError(f"GTIN {gtin!r} has a wrong check digit")
+    if not isinstance(lot, str) or not 1 <= len(lot) <= 20 or not set(lot) <= _GS1_CSET82:
+        raise ValueError(f"lot number must be 1 to 20 characters of GS1 character set 82, got {lot!r}")
+    from urllib.parse import quote
+
+    return f"/01/{gtin14}/10/{quote(lot, safe='')}"
+
+
+def lot_key(gtin: str, lot: str) -> bytes:
+    """The on-chain key of a food lot in ``LotStatus``:
+    ``keccak256("evidence-ledger/lot/" + "/01/<GTIN-14>/10/<lot>")`` (UTF-8), the path as given by
+    :func:`lot_digital_link_path`; e.g. ``lot_key("09506000134352", "LOT42")`` hashes
+    ``evidence-ledger/lot//01/09506000134352/10/LOT42``. Only the hash goes on chain."""
+    return keccak((LOT_KEY_PREFIX + lot_digital_link_path(gtin, lot)).encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -729,6 +769,154 @@ class Web3Chain:
     def authority_owner(self) -> str:
         return to_checksum_address(self._authority_call("owner", [], "reading the Authority owner"))
 
+    # -- the LotStatus contract ----------------------------------------------------------------
+    #
+    # Accounts: the ``LotStatus`` owner (the deploying service account) is a regulator from the
+    # start and grants the role to other regulators' addresses; their calls take their
+    # ``private_key`` (the transaction is signed with it, the client's own account is untouched).
+    # Reads need no key: a till or a phone uses a read-only client.
+
+    #: ``LotStatus`` address (class default; set per client by ``connect``/``memory_chain``/deploy).
+    _lot_status_address: str | None = None
+
+    @property
+    def lot_status_address(self) -> str | None:
+        return self._lot_status_address
+
+    @lot_status_address.setter
+    def lot_status_address(self, address: str | None) -> None:
+        self._lot_status_address = to_checksum_address(address) if address else None
+
+    def _lot_status_parts(self) -> tuple[list[dict[str, Any]], dict[bytes, tuple[str, list[str]]]]:
+        parts = getattr(self, "_lot_status_cache", None)
+        if parts is None:
+            abi = _load_artifact(LOT_STATUS_CONTRACT).abi
+            parts = (abi, _error_table(abi))
+            self._lot_status_cache = parts
+        return parts
+
+    def _lot_status(self) -> Any:
+        if self.lot_status_address is None:
+            raise DeploymentError(
+                f"no {LOT_STATUS_CONTRACT} deployment recorded for chain id {self.chain_id} (deploy the contracts first)"
+            )
+        abi, _ = self._lot_status_parts()
+        return self.w3.eth.contract(address=self.lot_status_address, abi=abi)
+
+    def _lot_status_transact(self, function: str, args: list[Any], what: str,
+                             private_key: str | bytes | None) -> Any:
+        contract = self._lot_status()
+        _, errors = self._lot_status_parts()
+        account = _account(private_key) if private_key is not None else None
+        with _translate(what, errors):
+            data = contract.encode_abi(function, args=args)
+        return self._transact({"to": contract.address, "data": data, "value": 0}, what,
+                              account=account, errors=errors)
+
+    def _lot_status_call(self, function: str, args: list[Any], what: str) -> Any:
+        contract = self._lot_status()
+        _, errors = self._lot_status_parts()
+        with _translate(what, errors):
+            return getattr(contract.functions, function)(*args).call()
+
+    def set_lot_status(self, lot_key: bytes, status: int | str, reason_hash: bytes = b"\0" * 32,
+                       parent: bytes = b"\0" * 32, *, private_key: str | bytes | None = None) -> str:
+        """Set a lot's status (regulators only). ``status`` is a ``LotStatus.Status`` value or
+        name (:data:`LOT_STATUS_NAMES`); ``parent`` the ancestor lot that caused it, or zero.
+        Returns the transaction hash; a refused change raises ``ContractRevertError`` named after
+        the contract's error (``InvalidTransition``, ``NotRegulator``, ...)."""
+        _check_bytes32("lot_key", lot_key)
+        _check_bytes32("reason_hash", reason_hash)
+        _check_bytes32("parent", parent)
+        receipt = self._lot_status_transact(
+            "setStatus", [bytes(lot_key), _lot_status_value(status), bytes(reason_hash), bytes(parent)],
+            "setting a lot status", private_key)
+        return _hex(receipt["transactionHash"])
+
+    def set_lot_status_batch(self, keys: list[bytes] | tuple[bytes, ...], status: int | str,
+                             reason_hash: bytes = b"\0" * 32, root: bytes = b"\0" * 32, *,
+                             private_key: str | bytes | None = None) -> str:
+        """Set the status of up to ``LotStatus.MAX_BATCH`` (500) lots in one transaction, all or
+        nothing, e.g. recall every descendant of ``root`` (each gets ``root`` as its parent; the
+        root itself, if listed, gets none). Returns the transaction hash."""
+        keys = list(keys)
+        for key in keys:
+            _check_bytes32("lot key", key)
+        _check_bytes32("reason_hash", reason_hash)
+        _check_bytes32("root", root)
+        receipt = self._lot_status_transact(
+            "setStatusBatch", [[bytes(k) for k in keys], _lot_status_value(status), bytes(reason_hash), bytes(root)],
+            f"setting the status of {len(keys)} lots", private_key)
+        return _hex(receipt["transactionHash"])
+
+    def lot_status(self, lot_key: bytes) -> LotOnChainStatus:
+        """The lot's current status (``Unknown``, all zero, for a lot never set)."""
+        _check_bytes32("lot_key", lot_key)
+        status, updated_at, reason_hash, parent = self._lot_status_call(
+            "statusOf", [bytes(lot_key)], "reading a lot status")
+        return LotOnChainStatus(
+            status=_lot_status_name(int(status)),
+            updated_at=_utc(updated_at) if int(updated_at) else None,
+            reason_hash=bytes(reason_hash),
+            parent=bytes(parent),
+        )
+
+    def is_recalled(self, lot_key: bytes) -> bool:
+        """Whether the lot is under recall now (status ``Recalled``)."""
+        _check_bytes32("lot_key", lot_key)
+        return bool(self._lot_status_call("isRecalled", [bytes(lot_key)], "reading isRecalled"))
+
+    def grant_regulator(self, account: str, *, private_key: str | bytes | None = None) -> str:
+        """Let ``account`` set lot statuses (``LotStatus`` owner only). Returns the transaction hash."""
+        receipt = self._lot_status_transact("grantRegulator", [to_checksum_address(account)],
+                                            "granting the regulator role", private_key)
+        return _hex(receipt["transactionHash"])
+
+    def revoke_regulator(self, account: str, *, private_key: str | bytes | None = None) -> str:
+        """Withdraw ``account``'s regulator role (``LotStatus`` owner only). Returns the transaction hash."""
+        receipt = self._lot_status_transact("revokeRegulator", [to_checksum_address(account)],
+                                            "revoking the regulator role", private_key)
+        return _hex(receipt["transactionHash"])
+
+    def is_regulator(self, account: str) -> bool:
+        return bool(self._lot_status_call("isRegulator", [to_checksum_address(account)], "reading isRegulator"))
+
+
+#: ``LotStatus.Status`` names by value.
+LOT_STATUS_NAMES: tuple[str, ...] = ("Unknown", "Active", "Recalled", "Disposed", "Released")
+
+
+@dataclass(frozen=True)
+class LotOnChainStatus:
+    """A lot's current status as stored by ``LotStatus`` (``status`` one of
+    :data:`LOT_STATUS_NAMES`; ``updated_at`` ``None`` for a lot never set; ``reason_hash`` and
+    ``parent`` 32 bytes, zero when not given)."""
+
+    status: str
+    updated_at: datetime | None
+    reason_hash: bytes
+    parent: bytes
+
+    @property
+    def recalled(self) -> bool:
+        return self.status == "Recalled"
+
+
+def _lot_status_value(status: int | str) -> int:
+    """A status name or value -> its value; out-of-range ints go to the contract (``InvalidStatus``)."""
+    if isinstance(status, str):
+        try:
+            return LOT_STATUS_NAMES.index(status)
+        except ValueError:
+            raise ValueError(f"unknown lot status {status!r} (one of {', '.join(LOT_STATUS_NAMES)})") from None
+    if isinstance(status, bool) or not isinstance(status, int) or not 0 <= status <= 255:
+        raise ValueError(f"lot status must be a name or an int in 0..255, got {status!r}")
+    return status
+
+
+def _lot_status_name(value: int) -> str:
+    return LOT_STATUS_NAMES[value] if 0 <= value < len(LOT_STATUS_NAMES) else f"Status({value})"
+
 
 @dataclass(frozen=True)
 class AuthorityKey:
@@ -827,10 +1015,12 @@ def connect(
     try:
         anchor = deployments.get(chain.chain_id, ANCHOR_CONTRACT)
         authority = deployments.get(chain.chain_id, AUTHORITY_CONTRACT)
+        lot_status = deployments.get(chain.chain_id, LOT_STATUS_CONTRACT)
         if anchor is None and strict:
             raise DeploymentError(f"no {ANCHOR_CONTRACT} deployment recorded for chain id {chain.chain_id} ({rpc_url})")
         chain.anchor_address = to_checksum_address(anchor.address) if anchor else None
         chain.authority_address = to_checksum_address(authority.address) if authority else None
+        chain.lot_status_address = lot_status.address if lot_status else None
         if strict and not chain.code_at(chain.anchor_address):
             raise DeploymentError(
                 f"no code at the recorded {ANCHOR_CONTRACT} address {chain.anchor_address} on chain "
@@ -854,7 +1044,7 @@ def read_only(rpc_url: str, timeout_s: float = 10, anchor_address: str | None = 
 
 
 def memory_chain() -> Web3Chain:
-    """An in-process py-evm chain with LedgerAnchor and Authority freshly deployed (unit tests)."""
+    """An in-process py-evm chain with LedgerAnchor, Authority and LotStatus freshly deployed (unit tests)."""
     from web3 import EthereumTesterProvider
 
     provider = EthereumTesterProvider()
@@ -864,6 +1054,7 @@ def memory_chain() -> Web3Chain:
     chain = Web3Chain(w3, account=account, backend="memory", poll_interval_s=0.01)
     chain.anchor_address = chain.deploy(ANCHOR_CONTRACT).address
     chain.authority_address = chain.deploy(AUTHORITY_CONTRACT).address
+    chain.lot_status_address = chain.deploy(LOT_STATUS_CONTRACT).address
     return chain
 
 

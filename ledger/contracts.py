@@ -12,7 +12,7 @@ from evidence_ledger.ledger.errors import DeploymentError
 __all__ = ["BUILD_DIR", "CONTRACT_NAMES", "ContractArtifact", "load_artifact"]
 
 #: Contracts the ledger deploys, in deployment order.
-CONTRACT_NAMES: tuple[str, ...] = ("LedgerAnchor", "Authority")
+CONTRACT_NAMES: tuple[str, ...] = ("LedgerAnchor", "Authority", "LotStatus")
 
 #: Where the committed artifacts live.
 BUILD_DIR: Path = Path(__file__).resolve().parent.parent / "contracts" / "build"

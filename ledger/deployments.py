@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .chain import ANCHOR_CONTRACT, AUTHORITY_CONTRACT, Web3Chain, _account, _http_web3, _load_artifact
+from .chain import ANCHOR_CONTRACT, AUTHORITY_CONTRACT, LOT_STATUS_CONTRACT, Web3Chain, _account, _http_web3, _load_artifact
 from .errors import ChainError, DeploymentError
 
 __all__ = [
@@ -41,8 +41,9 @@ __all__ = [
     "verify_deployment",
 ]
 
-#: The contracts every chain needs, in deployment order.
-CONTRACT_NAMES: tuple[str, ...] = (ANCHOR_CONTRACT, AUTHORITY_CONTRACT)
+#: The contracts every chain needs, in deployment order. A deployments file written before a
+#: contract was added lacks its record: the next :func:`deploy_contracts` deploys just that one.
+CONTRACT_NAMES: tuple[str, ...] = (ANCHOR_CONTRACT, AUTHORITY_CONTRACT, LOT_STATUS_CONTRACT)
 _FORMAT_VERSION = 1
 
 
@@ -306,6 +307,8 @@ def deploy_contracts(
                 target.anchor_address = result[ANCHOR_CONTRACT].address
             if AUTHORITY_CONTRACT in result:
                 target.authority_address = result[AUTHORITY_CONTRACT].address
+            if LOT_STATUS_CONTRACT in result:
+                target.lot_status_address = result[LOT_STATUS_CONTRACT].address
         return result
     finally:
         if owned:

@@ -262,8 +262,6 @@ def bench_log(records: Annotated[int, typer.Option(help="records for the bulk-ap
     """Log benchmark against a real anvil: bulk append, time to anchor, gas, bundle size and verify time."""
     from evidence_ledger.ledger.benchmark import run_log_benchmark
 
-    from .runtime import anvil_node
-
     s = _settings()
     run_log_benchmark(node_modules_dir=s.node_modules_dir, records=records, naive_records=naive,
                       proof_leaves=proof_leaves, out_dir=out_dir, console=out,

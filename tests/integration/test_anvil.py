@@ -136,7 +136,7 @@ def test_deploy_and_verify(anvil_node: AnvilNode, deployed: tuple[Path, Deployme
     assert anchor is not None and authority is not None and anchor.address != authority.address
     assert anchor.code_sha256 == hashlib.sha256(load_artifact("LedgerAnchor").deployed_bytecode).hexdigest()
     assert anchor.deployed_at.tzinfo is not None
-    assert verify_deployment(anvil_node.rpc_url, deployments, 31337).keys() == {"LedgerAnchor", "Authority"}
+    assert verify_deployment(anvil_node.rpc_url, deployments, 31337).keys() == {"LedgerAnchor", "Authority", "LotStatus"}
     # Deploying again is a no-op.
     block = anvil_node.status().block_number
     assert deploy_contracts(anvil_node.rpc_url, ANVIL_DEV_PRIVATE_KEY, path)["LedgerAnchor"] == anchor
@@ -320,7 +320,7 @@ def test_fresh_node_needs_redeploy(fresh_anvil: AnvilNode, tmp_path: Path) -> No
     second = deploy_contracts(fresh_anvil.rpc_url, ANVIL_DEV_PRIVATE_KEY, path)
     # Same key, nonce and code: the same (deterministic) transaction lands at the same address.
     assert second["LedgerAnchor"].address == first["LedgerAnchor"].address
-    assert fresh_anvil.status().block_number == 2
+    assert fresh_anvil.status().block_number == 3
     verify_deployment(fresh_anvil.rpc_url, Deployments.load(path))
 
 

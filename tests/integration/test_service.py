@@ -33,7 +33,7 @@ def server(tmp_path: Path, fresh_anvil: AnvilNode, db_url: str):  # type: ignore
     srv = LedgerServer(tmp_path / "var", free_port(), fresh_anvil.rpc_url, db_url)
     srv.data_dir.mkdir(parents=True)
     out = srv.cli("deploy")
-    assert "LedgerAnchor: 0x" in out.stdout and "Authority: 0x" in out.stdout
+    assert "LedgerAnchor: 0x" in out.stdout and "Authority: 0x" in out.stdout and "LotStatus: 0x" in out.stdout
     srv.start()
     yield srv
     srv.stop()

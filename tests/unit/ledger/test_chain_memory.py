@@ -259,7 +259,7 @@ def test_deploy_and_verify_on_memory_chain(tmp_path) -> None:
     first_anchor = chain.anchor_address
     records = deploy_contracts(chain, None, path)
     # memory_chain's own deployments are not in the file: both are deployed and recorded.
-    assert set(records) == {"LedgerAnchor", "Authority"}
+    assert set(records) == {"LedgerAnchor", "Authority", "LotStatus"}
     assert chain.anchor_address == records["LedgerAnchor"].address != first_anchor
     deployments = Deployments.load(path)
     rec = deployments.get(chain.chain_id, "LedgerAnchor")

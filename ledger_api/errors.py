@@ -32,6 +32,7 @@ from evidence_ledger.ledger.errors import (
 )
 from evidence_ledger.ledger.tokens import TokenNotFoundError
 from evidence_ledger.notary import errors as notary_errors
+from evidence_ledger.trace import errors as trace_errors
 
 from .auth import AuthError, ForbiddenError
 
@@ -63,6 +64,12 @@ STATUS: list[tuple[type[BaseException], int, str]] = [
     (notary_errors.AuthorityError, 503, "authority_unavailable"),
     (notary_errors.KeyStorageError, 503, "key_storage"),
     (notary_errors.NotaryError, 400, "bad_request"),
+    (trace_errors.InvalidIdentifierError, 422, "bad_identifier"),
+    (trace_errors.InvalidEventError, 422, "bad_event"),
+    (trace_errors.RuleViolationError, 409, "rule_violation"),
+    (trace_errors.NotFoundError, 404, "not_found"),
+    (trace_errors.PermissionDeniedError, 403, "forbidden"),
+    (trace_errors.TraceError, 400, "bad_request"),
     (BlobNotFoundError, 404, "blob_not_found"),
     (BlobIntegrityError, 503, "blob_integrity"),
     (BlobBackendError, 503, "blob_backend_unavailable"),
@@ -103,7 +110,11 @@ def install(app: FastAPI) -> None:
             headers["WWW-Authenticate"] = "Bearer"
         if status in (409, 503):
             headers["Retry-After"] = "2"
-        extra = {"field": exc.field} if isinstance(exc, VerificationError) else {}
+        extra: dict[str, object] = {"field": exc.field} if isinstance(exc, VerificationError) else {}
+        if isinstance(exc, trace_errors.RuleViolationError):
+            extra["rule"] = exc.rule
+        if isinstance(exc, trace_errors.InvalidEventError):
+            extra["path"] = exc.path
         return JSONResponse(error_body(code, str(exc), **extra), status_code=status, headers=headers)
 
     for cls, _, _ in STATUS:

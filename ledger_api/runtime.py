@@ -15,7 +15,7 @@ from evidence_ledger.ledger.anvil import ANVIL_DEV_PRIVATE_KEY, AnvilNode, find_
 from evidence_ledger.ledger.chain import ChainClient, connect, load_keystore, memory_chain
 from evidence_ledger.ledger.checkpoint import NoteSigner, load_or_create_key_file
 from evidence_ledger.ledger.deployments import Deployments, verify_deployment
-from evidence_ledger.ledger.errors import ChainUnavailableError, DeploymentError
+from evidence_ledger.ledger.errors import ChainError, ChainUnavailableError, DeploymentError
 from evidence_ledger.ledger.log import LogStore
 from evidence_ledger.ledger.blobs import BlobStore, IpfsBlobStore, LocalBlobStore
 from evidence_ledger.ledger.tokens import TokenBook
@@ -23,6 +23,8 @@ from evidence_ledger.notary import db as notary_db
 from evidence_ledger.notary.capture import CapturePolicy
 from evidence_ledger.notary.keys import load_or_create_kek
 from evidence_ledger.notary.service import Notary
+from evidence_ledger.trace import db as trace_db
+from evidence_ledger.trace.service import Tracer
 
 from .settings import LOG_NAMES, Settings
 
@@ -73,6 +75,7 @@ class Runtime:
     sequencer_lock: db.SequencerLock
     blobs: BlobStore | None = None
     notary: Notary | None = None
+    tracer: Tracer | None = None
     capture_policy: CapturePolicy | None = None
     is_sequencer: bool = False
     verifier_keys: dict[str, str] = field(default_factory=dict)
@@ -99,8 +102,10 @@ class Runtime:
         notary = Notary(engine, store, blobs, load_or_create_kek(settings.key_encryption_key_path),
                         authority=anchorer.chain, trusted_log_keys=[verifier_keys["evidence"]],
                         max_upload_bytes=settings.max_upload_bytes)
+        trace_db.migrate(engine)
+        tracer = Tracer(engine, store, on_recall=lot_status_updater(anchorer))
         return cls(settings, engine, store, TokenBook(engine), signers, anchorer,
-                   db.SequencerLock(engine, lock_path), blobs=blobs, notary=notary,
+                   db.SequencerLock(engine, lock_path), blobs=blobs, notary=notary, tracer=tracer,
                    capture_policy=capture_policy(settings), verifier_keys=verifier_keys)
 
     def check_chain(self) -> None:
@@ -126,6 +131,30 @@ class Runtime:
         self.anchorer.stop()
         self.sequencer_lock.release()
         self.engine.dispose()
+
+
+def lot_status_updater(anchorer: Anchorer) -> Callable[[list[tuple[str, str]], str, str], None]:
+    """Recalls are set in the LotStatus contract so tills and phones can check them on chain.
+    The recall itself is already recorded (database and trace log) when this runs; a chain that
+    is down must not undo it, so failures are logged and the recall stands."""
+    import hashlib
+
+    from evidence_ledger.ledger.chain import lot_key
+
+    def update(lots: list[tuple[str, str]], reason: str, root: str) -> None:
+        keys = [lot_key(gtin, lot) for gtin, lot in lots]
+        if not keys:
+            return
+        root_key = keys[0]
+        reason_hash = hashlib.sha256(reason.encode()).digest()
+        try:
+            chain = anchorer.chain()
+            for i in range(0, len(keys), 500):  # the contract's batch bound
+                chain.set_lot_status_batch(keys[i:i + 500], "Recalled", reason_hash, root_key)
+        except ChainError as e:
+            logger.warning("recall of %s recorded, but setting LotStatus on chain failed: %s", root, e)
+
+    return update
 
 
 def make_blob_store(settings: Settings) -> BlobStore:

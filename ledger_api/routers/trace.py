@@ -335,22 +335,41 @@ def provenance_view(request: Request, p: Provenance) -> dict[str, Any]:
             label = f"Shipped to {s.destination_name}"
         if s.biz_step == "receiving" and s.source_name:
             label = f"Received from {s.source_name}"
+        recall_step = s.disposition == "recalled"
+        if recall_step:
+            label = "Recalled"
         steps.append({"when": s.event_time.strftime("%Y-%m-%d %H:%M"), "what": label,
-                      "who": f"{s.operator_name or 'unknown'}" + (f" ({s.operator_role})" if s.operator_role else ""),
+                      "who": "the market regulator" if recall_step and not s.operator_name else
+                             f"{s.operator_name or 'unknown'}" + (f" ({s.operator_role})" if s.operator_role else ""),
                       "where": s.location_name, "verified": ok, "ledger_note": note, "tree_size": size,
                       "status": s.status})
     certs = [{"label": labels.get(c.kind, c.kind.replace("_", " ").capitalize()), "number": c.number or "—",
               "issuer": c.issuer or "—", "issued_at": c.issued_at.strftime("%Y-%m-%d") if c.issued_at else "—",
               "result": c.result} for c in p.certificates]
+    name = p.lot.description
+    for key in p.ancestors:  # a cut inherits its carcass's product name unless it has its own
+        if name:
+            break
+        name = tracer(request).lot(key).description
+    root = p.recall.root_key if p.recall else p.lot.recall_root
     return {
-        "product_name": p.lot.description, "lot_label": p.product.lot, "gtin": p.product.gtin,
+        "product_name": name, "lot_label": p.product.lot, "gtin": p.product.gtin,
         "origin": p.origin.operator.name if p.origin else None,
         "slaughterhouse": p.slaughterhouse.operator.name if p.slaughterhouse else None,
         "certificates": certs, "steps": steps,
         "recalled": p.lot.status == "recalled" or p.recall is not None,
         "recall_reason": p.recall.reason if p.recall else p.lot.status_reason,
-        "recall_root": p.recall.root_key if p.recall else p.lot.recall_root,
+        "recall_root": _lot_label(root) if root else None,
     }
+
+
+def _lot_label(key: str) -> str:
+    """``gtin:0950...|lot:PIG2026A`` -> ``PIG2026A (GTIN 0950...)`` for people."""
+    try:
+        pid = ProductId.from_key(key)
+    except Exception:  # noqa: BLE001 - a label must never break the page
+        return key
+    return f"{pid.lot} (GTIN {pid.gtin})" if pid.gtin else f"{pid.lot} ({pid.local_id})"
 
 
 def _wants_json(request: Request, link_type: str | None) -> bool:

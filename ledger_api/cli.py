@@ -282,6 +282,16 @@ def bench_notary(data_mb: Annotated[int, typer.Option(help="MB hashed for the ha
                          pages=pages, chromium_path=s.chromium_path)
 
 
+@bench_app.command("trace")
+def bench_trace(events: Annotated[int, typer.Option(help="EPCIS events generated and captured")] = 1_000_000,
+                page_samples: Annotated[int, typer.Option(help="consumer pages fetched over HTTP")] = 500,
+                out_dir: Annotated[Path, typer.Option(help="where the JSON goes")] = Path("bench")) -> None:
+    """Trace benchmark: capture, consumer page over HTTP, recall trace, FSMA export vs replaying events."""
+    from .bench_trace import run_trace_benchmark
+
+    run_trace_benchmark(events=events, out_dir=out_dir, console=out, page_samples=page_samples)
+
+
 def main() -> None:
     try:
         app()

@@ -221,11 +221,11 @@ def _fast_validators() -> tuple[Any, Any]:
     """The same schema compiled to Python (fastjsonschema): ~15x faster than jsonschema on
     valid events, which is every event of a bulk capture. Failures are re-checked by
     jsonschema for the precise path and message."""
-    schema = load_schema()
+    schema = copy.deepcopy(load_schema())  # compile() rewrites the dict it is given
     options = {"handlers": {"https": _fast_handler, "http": _fast_handler},
                "formats": {"uri": _URI.pattern, "date-time": _fast_format_date_time}}
     root = fastjsonschema.compile(schema, **options)
-    event = fastjsonschema.compile({"$id": SCHEMA_ID, "definitions": schema.get("definitions", {}),
+    event = fastjsonschema.compile({"$id": SCHEMA_ID, "definitions": copy.deepcopy(load_schema().get("definitions", {})),
                                     "$ref": "#/definitions/EPCIS-Document-Event"}, **options)
     return root, event
 

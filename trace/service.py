@@ -24,6 +24,12 @@ Corrections follow EPCIS 2.0 error declarations: the declared event keeps its ro
 ``erroneous``), its quantity effects are reversed by compensating movements dated at the
 declaration, its lineage edges and certificates stop counting; nothing is deleted.
 
+Events from another EPCIS repository (a partner's system, another platform's records loaded by a
+regulator) are recorded with :meth:`Tracer.import_events`: validated, logged and indexed (lots,
+lineage, certificates) like captured events, with ``actor`` ``importer:<name>`` and no operator,
+but without the actor check and the stock and shipment rules — they do not move this ledger's
+own holdings. Duplicate eventIDs and events on recalled or disposed lots are still refused.
+
 Aggregation (packing) moves the children's quantity into the parent (an SSCC or a packed lot):
 the packer's stock of the children falls and the parent is held instead; unpacking reverses it.
 Trace and recall follow the child → parent edge.
@@ -85,6 +91,7 @@ __all__ = [
 TRACE_LOG = "trace"
 ROLES = tables.ROLES
 OPERATOR_URN = "urn:evidence-ledger:operator:"
+IMPORTER_ACTOR = "importer:"  # the ``actor`` of an imported event: importer:<name>
 MASS_UNITS = {"KGM": 1.0, "GRM": 0.001, "MGM": 1e-6, "TNE": 1000.0, "LBR": 0.45359237, "ONZ": 0.028349523125}
 EPS = 1e-9
 _CHUNK = 500
@@ -156,6 +163,12 @@ class CapturedEvent:
     @property
     def event(self) -> dict[str, Any]:
         return json.loads(self.record)
+
+    @property
+    def imported_by(self) -> str | None:
+        """Who imported the event from another EPCIS repository (:meth:`Tracer.import_events`);
+        None for events captured here (by an operator, or a regulator's recall)."""
+        return self.actor[len(IMPORTER_ACTOR):] if self.actor.startswith(IMPORTER_ACTOR) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,7 +440,7 @@ class _Plan:
     ev: TraceEvent
     record: dict[str, Any]
     kind: str
-    operator: Operator
+    operator: Operator | None  # None: an imported event
     event_row: dict[str, Any]
     event_lots: list[dict[str, Any]] = field(default_factory=list)
     lineage: list[dict[str, Any]] = field(default_factory=list)
@@ -453,6 +466,7 @@ class _State:
         self.open_by_dest: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
         self.events: dict[str, dict[str, Any]] = {}  # event_id -> {log_index, status, operator_id, kind}
         self.declared: set[str] = set()
+        self.declarations: dict[str, int] = {}  # event_id -> log index (or ref) of its declaration
         self.plans_by_ref: dict[int, _Plan] = {}
         self.erroneous_db: list[tuple[int, int]] = []  # (original log index, declaration ref)
 
@@ -539,11 +553,16 @@ class Tracer:
                 return op
         raise NotFoundError(f"no operator with licence {licence!r}")
 
-    def _operators(self) -> dict[str, Operator]:
+    def _operators(self, conn=None) -> dict[str, Operator]:  # type: ignore[no-untyped-def]
+        """The operators (cached). Pass the connection you hold: a second one would wait for it
+        (SQLite takes the write lock at BEGIN)."""
         ops = self._ops
         if ops is None:
-            with self.engine.connect() as conn:
+            if conn is not None:
                 rows = conn.execute(select(tables.operators)).all()
+            else:
+                with self.engine.connect() as own:
+                    rows = own.execute(select(tables.operators)).all()
             ops = {r.id: Operator(r.id, r.name, r.licence, r.role, r.gln, r.location_name,
                                   _aware(r.created_at)) for r in rows}  # type: ignore[arg-type]
             uris: dict[str, str] = {}
@@ -618,21 +637,26 @@ class Tracer:
                     raise
                 state.plans_by_ref[plan.ref] = plan
                 plans.append(plan)
-            try:
-                entries = self.store.append_many(TRACE_LOG, [p.record for p in plans])
-            except LedgerError as e:
-                raise TraceError(f"appending to the {TRACE_LOG!r} log failed: {e}") from e
-            index = {p.ref: entries[i].index for i, p in enumerate(plans)}
-            records = {p.ref: entries[i].record_canonical or canonical.canonicalize(p.record)
-                       for i, p in enumerate(plans)}
-            digests = {p.ref: entries[i].record_digest.hex() for i, p in enumerate(plans)}
-            try:
-                self._write(plans, state, index, records, digests)
-            except SQLAlchemyError as e:
-                raise TraceError(
-                    f"events were logged at indexes {entries[0].index}..{entries[-1].index} of the "
-                    f"{TRACE_LOG!r} log but could not be stored ({e}); nothing else was changed") from e
+            index, records = self._commit(plans, state)
         return [self._captured_plan(p, state, index, records[p.ref]) for p in plans]
+
+    def _commit(self, plans: Sequence[_Plan], state: _State) -> tuple[dict[int, int], dict[int, bytes]]:
+        """Append the planned records to the ``trace`` log, then write their rows (one transaction)."""
+        try:
+            entries = self.store.append_many(TRACE_LOG, [p.record for p in plans])
+        except LedgerError as e:
+            raise TraceError(f"appending to the {TRACE_LOG!r} log failed: {e}") from e
+        index = {p.ref: entries[i].index for i, p in enumerate(plans)}
+        records = {p.ref: entries[i].record_canonical or canonical.canonicalize(p.record)
+                   for i, p in enumerate(plans)}
+        digests = {p.ref: entries[i].record_digest.hex() for i, p in enumerate(plans)}
+        try:
+            self._write(plans, state, index, records, digests)
+        except SQLAlchemyError as e:
+            raise TraceError(
+                f"events were logged at indexes {entries[0].index}..{entries[-1].index} of the "
+                f"{TRACE_LOG!r} log but could not be stored ({e}); nothing else was changed") from e
+        return index, records
 
     def _captured_plan(self, p: _Plan, st: _State, index: Mapping[int, int], record: bytes) -> CapturedEvent:
         r = p.event_row
@@ -642,7 +666,8 @@ class Tracer:
         declared = r["declared_by"]
         return CapturedEvent(
             index[p.ref], r["event_id"], r["kind"], r["type"], r["action"], r["biz_step"], r["disposition"],
-            r["event_time"], op.id, op.name, op.role, op.location_name or op.name, r["actor"], r["read_point"],
+            r["event_time"], op.id if op else None, op.name if op else None, op.role if op else None,
+            (op.location_name or op.name) if op else None, r["actor"], r["read_point"],
             r["biz_location"], r["source_operator_id"], self._name(r["source_operator_id"]),
             r["destination_operator_id"], self._name(r["destination_operator_id"]), r["status"],
             index.get(declared, declared) if declared is not None else None, record.decode(), lots)
@@ -697,12 +722,13 @@ class Tracer:
                 st.open_by_dest[(r.destination_operator_id, r.lot_key)].append(ref)
         for chunk in _chunks(sorted(ids)):
             for r in conn.execute(select(E.c.event_id, E.c.kind, E.c.log_index, E.c.status, E.c.operator_id,
-                                         E.c.type).where(E.c.event_id.in_(chunk))):
+                                         E.c.type, E.c.actor).where(E.c.event_id.in_(chunk))):
                 if r.kind == "event":
                     st.events[r.event_id] = {"log_index": int(r.log_index), "status": r.status,
-                                             "operator_id": r.operator_id, "type": r.type}
+                                             "operator_id": r.operator_id, "type": r.type, "actor": r.actor}
                 else:
                     st.declared.add(r.event_id)
+                    st.declarations[r.event_id] = int(r.log_index)
         return st
 
     def _key(self, q: Quantity, ev: TraceEvent | None = None) -> str:
@@ -1250,6 +1276,226 @@ class Tracer:
         st.declared.add(ev.event_id)
         return plan
 
+    # -- import from another EPCIS repository ---------------------------------------------------
+
+    def import_events(self, events: Sequence[dict[str, Any]], *, importer: str) -> list[CapturedEvent]:
+        """Record events that come from another EPCIS repository (a partner's system, or a
+        regulator loading another platform's records), in order, all or none.
+
+        Each event is validated against the EPCIS 2.0 JSON Schema and parsed as :meth:`capture`
+        does (the same :class:`InvalidEventError` on bad input; in a batch, a note names the
+        event), appended to the ``trace`` log as its canonical JSON (so it is provable by its
+        ``log_index``) and stored with ``actor`` ``importer:<importer>`` and no operator
+        (:attr:`CapturedEvent.imported_by`). Its lots are created on first sight (no creating
+        operator; ``origin_log_index`` is the event only if it makes the lot: a commissioning's
+        objects, a transformation's outputs, an aggregation's parent), its lineage edges
+        (transformation inputs → outputs; aggregation/association children → parent, for ADD and
+        OBSERVE) and certificates are recorded, so trace back/forward, provenance and the exports
+        include it.
+
+        **Imported events do not move this ledger's own holdings**: there is no actor check (the
+        event's locations and parties need not be registered operators) and none of the stock or
+        shipment rules (``not_shipped``, ``over_shipped``, ``insufficient_stock``,
+        ``mass_balance``, ...); no movements, holdings or shipments are written, and a lot's status
+        is never changed by an import. What still holds:
+
+        * ``duplicate_event``: an eventID is recorded once (captured or imported; for an
+          errorDeclaration: once per declared eventID);
+        * ``lot_recalled`` / ``lot_disposed``: a recall or disposal is this ledger's decision, so
+          events on such lots are refused (a recalled lot's destruction excepted, as in capture);
+        * error declarations: one for an event not in this ledger is recorded as an imported
+          declaration and reverses nothing; one for an imported event marks that event
+          ``erroneous`` (its lineage edges and certificates stop counting; no other effect); one
+          for an event captured here is refused (:class:`PermissionDeniedError`: its recording
+          operator corrects it with :meth:`capture`). An event imported after its declaration is
+          stored ``erroneous``.
+
+        ``events``: event dicts, e.g. ``epcis.events_of(document)``."""
+        if not isinstance(importer, str) or not importer.strip():
+            raise PermissionDeniedError("an import is made by a named importer (the partner system or regulator)")
+        actor = f"{IMPORTER_ACTOR}{importer.strip()}"
+        if len(actor) > 255:
+            raise InvalidEventError(f"importer must be at most {255 - len(IMPORTER_ACTOR)} characters",
+                                    path="$.importer")
+        if isinstance(events, (dict, str, bytes)):
+            raise InvalidEventError("expected a sequence of events (epcis.events_of(document) gives them)",
+                                    path="$")
+        items = list(events)
+        if not items:
+            return []
+        parsed: list[TraceEvent] = []
+        for i, raw in enumerate(items):
+            try:
+                ev = epcis.parse_event(raw)
+                _check_import_sizes(ev)
+            except InvalidEventError as e:
+                if len(items) > 1:
+                    e.add_note(f"in event {i} of the batch")
+                raise
+            parsed.append(ev)
+        with self._lock, self._serialised():
+            with self.engine.connect() as conn:
+                state = self._load_state(conn, parsed)
+            plans: list[_Plan] = []
+            for i, ev in enumerate(parsed):
+                try:
+                    plan = self._plan_import(-(i + 1), ev, actor, state)
+                except TraceError as e:
+                    if len(items) > 1:
+                        e.add_note(f"in event {i} of the batch ({ev.event_id})")
+                    raise
+                state.plans_by_ref[plan.ref] = plan
+                plans.append(plan)
+            index, records = self._commit(plans, state)
+        return [self._captured_plan(p, state, index, records[p.ref]) for p in plans]
+
+    def _import_objects(self, ev: TraceEvent,
+                        st: _State) -> list[tuple[str, str, float | None, str | None, Quantity]]:
+        """(lot key, role, quantity, uom, representative object) of every lot the event names."""
+        if ev.type == "TransformationEvent":
+            groups = [(ev.inputs, "input", "inputQuantityList"), (ev.outputs, "output", "outputQuantityList")]
+        elif ev.type in ("AggregationEvent", "AssociationEvent"):
+            groups = [(ev.children, "child", "childQuantityList")]
+        else:
+            groups = [(ev.inputs or ev.outputs, "epc", "quantityList")]
+        out: list[tuple[str, str, float | None, str | None, Quantity]] = []
+        for qs, role, where in groups:
+            for key, amount, uom, q in self._amounts(qs, ev, where, st):
+                if len(key) > tables.KEY:
+                    raise InvalidEventError(f"identifier {key[:60]}... is longer than {tables.KEY} characters",
+                                            path=f"$.{where}")
+                out.append((key, role, amount, uom, q))
+        if ev.parent:
+            pk = self._parent_key(ev.parent)
+            if len(pk) > tables.KEY:
+                raise InvalidEventError(f"parentID is longer than {tables.KEY} characters", path="$.parentID")
+            out.append((pk, "parent", None, None, Quantity(None, ev.parent, _product_of_uri(ev.parent), None, None)))
+        return out
+
+    def _plan_import(self, ref: int, ev: TraceEvent, actor: str, st: _State) -> _Plan:
+        now = self._clock()
+        record = ev.raw  # parse_event's own copy, with eventID set
+        if ev.error_declaration is not None:
+            return self._plan_imported_declaration(ref, ev, actor, st, record, now)
+        if ev.event_id in st.events:
+            raise RuleViolationError(
+                "duplicate_event", f"event {ev.event_id} is already recorded (log index "
+                f"{st.events[ev.event_id]['log_index']}); an event is recorded once")
+        step = ev.biz_step or ""
+        objectish = ev.type in ("ObjectEvent", "TransactionEvent")
+        disposal = objectish and (ev.action == "DELETE" or step in DISPOSE_STEPS
+                                  or ev.disposition in DISPOSE_DISPOSITIONS)
+        if ev.type == "TransformationEvent":
+            makes = {"output"}  # the roles of the lots this event brings into existence
+        elif objectish:
+            makes = {"epc"} if ev.action == "ADD" else set()
+        else:
+            makes = {"parent"} if ev.action == "ADD" else set()
+        src_op = self._resolve(ev.party("owning_party") or ev.party("possessing_party") or ev.party("location"))
+        dst_op = self._resolve(ev.party("owning_party", destination=True)
+                               or ev.party("possessing_party", destination=True)
+                               or ev.party("location", destination=True))
+        t = _utc(ev.event_time)
+        row = self._event_row(ref, ev, None, "event", record, now, t, src_op, dst_op, actor=actor)
+        plan = _Plan(ref, ev, record, "event", None, row)
+        objs = self._import_objects(ev, st)
+        for pos, (key, role, amount, uom, q) in enumerate(objs):
+            if key in st.lots:
+                self._check_lot(st, key, "dispose" if disposal else "import")
+            else:
+                self._import_lot(st, key, q, ev, ref if role in makes else None, t,
+                                 uom if amount is not None else None, role in makes, role == "parent")
+            plan.event_lots.append({"log_index": ref, "position": pos, "lot_key": key, "role": role,
+                                    "quantity": amount, "uom": uom, "event_time": t})
+        declared = st.declarations.get(ev.event_id)  # its declaration came first
+        active = declared is None
+        if ev.type == "TransformationEvent":
+            for pk in dict.fromkeys(k for k, role, *_ in objs if role == "input"):
+                for ck in dict.fromkeys(k for k, role, *_ in objs if role == "output"):
+                    if pk != ck:
+                        plan.lineage.append({"parent_key": pk, "child_key": ck, "log_index": ref,
+                                             "kind": "transformation", "active": active})
+        elif ev.parent and ev.action in ("ADD", "OBSERVE"):
+            pk = self._parent_key(ev.parent)
+            for ck in dict.fromkeys(k for k, role, *_ in objs if role == "child"):
+                if ck != pk:
+                    plan.lineage.append({"parent_key": ck, "child_key": pk, "log_index": ref,
+                                         "kind": "aggregation", "active": active})
+        lot_keys = list(dict.fromkeys(k for k, role, *_ in objs if role != "parent"))
+        for i, cert in enumerate(ev.certificates):
+            fields = _import_certificate(cert, i)
+            for key in lot_keys:
+                plan.certificates.append({"log_index": ref, "position": len(plan.certificates), "lot_key": key,
+                                          **fields, "active": active})
+        if declared is not None:
+            row["status"] = "erroneous"
+            row["declared_by"] = declared
+        st.events[ev.event_id] = {"log_index": ref, "status": row["status"], "operator_id": None,
+                                  "type": ev.type, "actor": actor}
+        return plan
+
+    def _import_lot(self, st: _State, key: str, q: Quantity, ev: TraceEvent, origin: int | None, t: datetime,
+                    uom: str | None, made: bool, container: bool) -> None:
+        """A lot first seen in an imported event (no creating operator; its lot master data only
+        when the event makes it)."""
+        product = q.product if q.product is not None and q.product.lot_key == key else _product_of(key)
+        desc = None
+        if made:
+            desc = _ilmd(ev.raw, "descriptionShort", "productDescription", "itemDescription", "description",
+                         "tradeItemDescription", "productName")
+        if desc is None and container:
+            desc = "logistic unit" if "/00/" in key or key.startswith("urn:epc:id:sscc:") else None
+        st.lots[key] = {
+            "key": key, "gtin": product.gtin if product else None, "lot": (product.lot or None) if product else None,
+            "serial": product.serial if product else None, "local_id": product.local_id if product else None,
+            "description": str(desc)[:255] if desc is not None else None, "uom": uom,
+            "origin_operator_id": None, "origin_log_index": origin, "created_at": t,
+            "best_before": _date(_ilmd(ev.raw, "bestBeforeDate")) if made else None,
+            "expiry": _date(_ilmd(ev.raw, "itemExpirationDate", "expiryDate")) if made else None,
+            "status": "active", "status_reason": None, "status_at": None, "recall_root": None, "recall_id": None,
+        }
+        st.new_lots.add(key)
+
+    def _plan_imported_declaration(self, ref: int, ev: TraceEvent, actor: str, st: _State,
+                                   record: dict[str, Any], now: datetime) -> _Plan:
+        if ev.event_id in st.declared:
+            raise RuleViolationError(
+                "duplicate_event", f"an error declaration for event {ev.event_id} is already recorded (log index "
+                f"{st.declarations.get(ev.event_id)}); a declaration is recorded once")
+        orig = st.events.get(ev.event_id)
+        decl_time = _parse_dt(ev.error_declaration.get("declarationTime")) if ev.error_declaration else None
+        t = _utc(decl_time or ev.event_time)
+        row = self._event_row(ref, ev, None, "error_declaration", record, now, t, None, None, actor=actor)
+        plan = _Plan(ref, ev, record, "error_declaration", None, row)
+        if orig is not None:
+            if not str(orig.get("actor") or "").startswith(IMPORTER_ACTOR):
+                raise PermissionDeniedError(
+                    f"event {ev.event_id} was recorded in this ledger by "
+                    f"{self._name(orig['operator_id']) or orig.get('actor') or 'a regulator'}; an imported error "
+                    "declaration cannot correct it (its recorder declares it erroneous with capture)")
+            if orig["status"] != "active":
+                raise RuleViolationError("already_declared", f"event {ev.event_id} was already declared erroneous")
+            oref = orig["log_index"]
+            if oref < 0:  # imported earlier in the same batch
+                op_plan = st.plans_by_ref[oref]
+                for e in op_plan.lineage:
+                    e["active"] = False
+                for c in op_plan.certificates:
+                    c["active"] = False
+                op_plan.event_row["status"] = "erroneous"
+                op_plan.event_row["declared_by"] = ref
+            else:
+                st.erroneous_db.append((oref, ref))
+            orig["status"] = "erroneous"
+            plan.declares = oref
+        # The declaration repeats the declared event: index it under the same lots (creating none).
+        for pos, (key, role, amount, uom, _q) in enumerate(self._import_objects(ev, st)):
+            plan.event_lots.append({"log_index": ref, "position": pos, "lot_key": key, "role": role,
+                                    "quantity": amount, "uom": uom, "event_time": t})
+        st.declared.add(ev.event_id)
+        st.declarations[ev.event_id] = ref
+        return plan
+
     # -- writing --------------------------------------------------------------------------------
 
     def _write(self, plans: Sequence[_Plan], st: _State, index: Mapping[int, int],
@@ -1420,7 +1666,7 @@ class Tracer:
 
     def _holders(self, conn, keys: Sequence[str]) -> list[Holder]:  # type: ignore[no-untyped-def]
         H, S = tables.holdings, tables.shipments
-        ops = self._operators()
+        ops = self._operators(conn)
         out: list[Holder] = []
         for chunk in _chunks(sorted(set(keys))):
             for r in conn.execute(select(H.c.operator_id, H.c.lot_key, H.c.quantity, H.c.uom)
@@ -1827,3 +2073,29 @@ def _check_aware(dt: datetime, name: str) -> datetime:
 def _clean(q: float) -> float:
     r = round(q, 9)
     return 0.0 if abs(r) < 1e-9 else r
+
+
+def _check_import_sizes(ev: TraceEvent) -> None:
+    """Refuse, before anything is logged, values an imported event may carry that the columns
+    cannot hold."""
+    if len(ev.event_id) > tables.URI:
+        raise InvalidEventError(f"eventID is longer than {tables.URI} characters", path="$.eventID")
+    for name, value in (("readPoint", ev.read_point), ("bizLocation", ev.biz_location)):
+        if value is not None and len(value) > tables.URI:
+            raise InvalidEventError(f"{name} id is longer than {tables.URI} characters", path=f"$.{name}.id")
+
+
+_CERT_LIMITS = {"number": 255, "issuer": 255, "uri": 1024, "result": 64}
+
+
+def _import_certificate(cert: Mapping[str, Any], i: int) -> dict[str, Any]:
+    """A certificate row of an imported event (its values checked, as they may come from anywhere)."""
+    out: dict[str, Any] = {"kind": str(cert.get("type") or "certificate")[:32]}
+    for name, limit in _CERT_LIMITS.items():
+        value = cert.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > limit):
+            raise InvalidEventError(f"certificate {name} must be a string of at most {limit} characters, "
+                                    f"got {str(value)[:60]!r}", path=f"$.evl:certificate[{i}]")
+        out[name] = value
+    out["issued_at"] = _parse_dt(cert.get("issued_at"))
+    return out

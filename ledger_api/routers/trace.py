@@ -108,6 +108,20 @@ def capture_events(body: dict[str, Any], request: Request, principal: Principal 
     return {"captured": len(captured), "events": [{"eventID": c.event_id, "logIndex": c.log_index} for c in captured]}
 
 
+@router.post("/imports", status_code=201,
+             summary="Import another EPCIS repository's events (an EPCISDocument): schema-checked, logged and "
+                     "linked into the lineage, without moving this ledger's stock")
+def import_events(body: dict[str, Any], request: Request, principal: Principal = Depends(require(*REGULATORS))) -> dict:
+    events = epcis.events_of(body)
+    if not events:
+        raise InvalidEventError("the document holds no events", path="$.epcisBody.eventList")
+    limit = rt(request).settings.max_bulk_records
+    if len(events) > limit:
+        raise InvalidEventError(f"at most {limit} events per request; got {len(events)}", path="$.epcisBody.eventList")
+    imported = tracer(request).import_events(events, importer=principal.subject or principal.name)
+    return {"imported": len(imported), "events": [{"eventID": c.event_id, "logIndex": c.log_index} for c in imported]}
+
+
 class Item(BaseModel):
     model_config = ConfigDict(extra="forbid")
     gtin: str

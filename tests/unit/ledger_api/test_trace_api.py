@@ -165,3 +165,28 @@ def test_recall_flags_descendants_shows_the_banner_and_blocks_sales(api: Api, ch
     assert chain_client.is_recalled(lot_key(GTIN_CARCASS, "PIG2026A"))
     assert c.post("/api/v1/trace/recalls", json={"gtin": GTIN_LOIN, "lot": "LOIN-11", "reason": "x"},
                   headers=chain["ops"]["r1"]["h"]).status_code == 403
+
+
+def test_gs1_examples_are_accepted_by_import_and_rejected_as_own_capture(api: Api) -> None:
+    import json
+    from pathlib import Path
+
+    examples = sorted((Path(__file__).resolve().parents[2] / "vectors" / "epcis2" / "examples").glob("*.jsonld"))
+    assert len(examples) == 8
+    c, reg = api.client, api.auth("officer")
+    op = c.post("/api/v1/trace/operators", json={"name": "Importer test", "licence": "JY-IMP", "role": "wholesaler"},
+                headers=reg).json()
+    own = {"Authorization": f"Bearer {op['token']}"}
+    total = 0
+    for path in examples:
+        doc = json.loads(path.read_text())
+        r = c.post("/api/v1/trace/imports", json=doc, headers=reg)
+        assert r.status_code == 201, (path.name, r.text)
+        total += r.json()["imported"]
+        again = c.post("/api/v1/trace/imports", json=doc, headers=reg)
+        assert again.status_code == 409 and again.json()["error"]["rule"] == "duplicate_event"
+    assert total == 12
+    doc = json.loads((examples[0].parent / "Example_9.6.2-ObjectEvent.jsonld").read_text())
+    r = c.post("/api/v1/trace/events", json=doc, headers=own)
+    assert r.status_code in (403, 409)  # not this operator's location / never shipped to it
+    assert c.post("/api/v1/trace/imports", json=doc, headers=own).status_code == 403

@@ -15,8 +15,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from evidence_ledger.ledger.bundle import bundle_for_entry, verify_bundle
-from evidence_ledger.ledger.errors import ChainError, LedgerError, NotAnchoredError
+from evidence_ledger.ledger import canonical, merkle
+from evidence_ledger.ledger.checkpoint import NoteVerifier, open_checkpoint
+from evidence_ledger.ledger.errors import ChainError, LedgerError
 from evidence_ledger.trace import epcis
 from evidence_ledger.trace.digital_link import digital_link_path, linkset
 from evidence_ledger.trace.errors import InvalidEventError
@@ -309,39 +310,73 @@ def expiry_warnings(operator_id: str, request: Request, principal: Principal = D
 
 # -- the GS1 Digital Link resolver and the consumer page ------------------------------------------------
 
-def step_verification(request: Request, log_index: int) -> tuple[bool, str, int | None]:
-    """A real inclusion-proof check of one trace-log entry against its anchored checkpoint."""
+def _caches(request: Request) -> tuple[dict[int, int], dict[int, bytes]]:
+    """Per app: leaves verified against an anchored, signed checkpoint (index -> tree size it was
+    proven in; anchored proofs never change, so a verified step stays verified) and checkpoint
+    roots whose signature verified (tree size -> root)."""
+    state = request.app.state
+    if not hasattr(state, "trace_verified"):
+        state.trace_verified, state.trace_roots = {}, {}
+    return state.trace_verified, state.trace_roots
+
+
+def verify_steps(request: Request, indexes: list[int]) -> dict[int, tuple[bool, str, int | None]]:
+    """Real checks, all steps of a page at once: each step's record hashes to its committed
+    digest, salt and digest hash to its leaf, and the leaf's inclusion proof leads to the root of
+    the newest anchored checkpoint (whose log signature is verified)."""
     r = rt(request)
+    _verified, _roots = _caches(request)
+    out: dict[int, tuple[bool, str, int | None]] = {}
+    todo = [i for i in indexes if i not in _verified]
+    for i in indexes:
+        if i in _verified:
+            out[i] = (True, "", _verified[i])
+    if not todo:
+        return out
     try:
-        bundle = bundle_for_entry(r.store, r.anchorer.book, chain_id=r.anchorer.chain_id,
-                                  verifier_key=r.verifier_keys["trace"], log_name="trace", index=log_index)
-    except NotAnchoredError:
-        return False, "awaiting anchoring", None
-    except (ChainError, LedgerError) as e:
-        return False, f"not checked: {type(e).__name__}", None
-    key = (bundle["log"]["origin"], log_index, bundle["inclusionProof"]["treeSize"], bundle["leaf"]["hash"])
-    if key not in _verified:
+        anchor = r.anchorer.book.latest("trace", r.anchorer.chain_id)
+    except ChainError as e:
+        return {**out, **{i: (False, f"not checked: {type(e).__name__}", None) for i in todo}}
+    size = anchor.tree_size if anchor else 0
+    pending = [i for i in todo if i >= size]
+    out.update({i: (False, "awaiting anchoring", None) for i in pending})
+    todo = [i for i in todo if i < size]
+    if not todo:
+        return out
+    root = _roots.get(size)
+    if root is None:
+        cp = r.store.checkpoint("trace", size)
         try:
-            verify_bundle(bundle, trusted_keys=[r.verifier_keys["trace"]])
+            opened = open_checkpoint(cp.note, [NoteVerifier.from_verifier_key(r.verifier_keys["trace"])]) if cp else None
+        except LedgerError:
+            opened = None
+        if opened is None or opened.tree_size != size:
+            return {**out, **{i: (False, "checkpoint signature failed", None) for i in todo}}
+        root = _roots[size] = opened.root_hash
+    for i, (entry, proof) in r.store.inclusion_proofs("trace", todo, size).items():
+        body = entry.record_canonical or b""
+        leaf = merkle.leaf_hash(canonical.leaf_entry(entry.salt, entry.record_digest))
+        try:
+            if canonical.record_digest(body) != entry.record_digest or leaf != entry.leaf_hash:
+                raise LedgerError("the stored record no longer hashes to its leaf")
+            merkle.verify_inclusion(entry.leaf_hash, i, size, proof, root)
         except LedgerError as e:
-            return False, f"proof failed: {e}", None
-        _verified[key] = True
-    return True, "", bundle["inclusionProof"]["treeSize"]
-
-
-# Anchored inclusion proofs never change: a (origin, leaf, tree size, leaf hash) checked once
-# stays checked, so a busy consumer page re-verifies nothing. Bounded by the log's size.
-_verified: dict[tuple[str, int, int, str], bool] = {}
+            out[i] = (False, f"proof failed: {e}", None)
+            continue
+        _verified[i] = size
+        out[i] = (True, "", size)
+    return out
 
 
 def provenance_view(request: Request, p: Provenance) -> dict[str, Any]:
     labels = {"quarantine": "Animal quarantine certificate", "meat_inspection": "Meat quality inspection certificate"}
     steps = []
+    checked = verify_steps(request, [s.log_index for s in p.steps])
     what = {"commissioning": "Raised and registered", "shipping": "Shipped", "receiving": "Received",
             "transforming": "Cut", "packing": "Packed", "inspecting": "Inspected", "holding": "Held",
             "destroying": "Disposed", "selling": "Sold"}
     for s in p.steps:
-        ok, note, size = step_verification(request, s.log_index)
+        ok, note, size = checked[s.log_index]
         label = what.get(s.biz_step or "", (s.biz_step or s.type).replace("_", " ").capitalize())
         if s.type == "TransformationEvent":
             label = "Slaughtered and cut"

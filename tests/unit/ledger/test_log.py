@@ -134,3 +134,17 @@ def test_checkpoints_are_signed_notes_over_the_root_and_idempotent(store: LogSto
 def test_ensure_log_keeps_an_existing_origin(store: LogStore) -> None:
     info = store.ensure_log("evidence", "other.example/evidence")
     assert info.origin == ORIGIN
+
+
+def test_inclusion_proofs_for_many_leaves_at_once_match_single_proofs(store: LogStore) -> None:
+    entries = store.append_many("evidence", [{"i": i} for i in range(700)])
+    root = store.root_hash("evidence", 650)
+    indexes = list(range(0, 650, 3))  # enough node look-ups to need several statements
+    proofs = store.inclusion_proofs("evidence", indexes, 650)
+    assert sorted(proofs) == indexes
+    for i, (entry, proof) in proofs.items():
+        assert entry.leaf_hash == entries[i].leaf_hash
+        assert proof == store.inclusion_proof("evidence", i, 650)
+        merkle.verify_inclusion(entry.leaf_hash, i, 650, proof, root)
+    with pytest.raises(TreeSizeError, match=r"leaf indexes must be in \[0, 650\)"):
+        store.inclusion_proofs("evidence", [649, 650], 650)

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, select, update
@@ -23,7 +23,7 @@ from . import tables
 from .chain import AnchorReceipt, ChainClient, log_id_for
 from .checkpoint import NoteSigner
 from .errors import ChainError, LedgerError, NotAnchoredError
-from .log import LogStore, StoredCheckpoint
+from .log import LogStore
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ class AnchorHealth:
     last_error_at: datetime | None = None
     last_anchor_at: datetime | None = None
     consecutive_failures: int = 0
-    pending_leaves: dict[str, int] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -201,14 +200,12 @@ class Anchorer:
         anchored_size = last.tree_size if last else 0
         self._anchored[log_name] = anchored_size
         size = self.store.tree_size(log_name)
-        self.health.pending_leaves[log_name] = size - anchored_size
         if size <= anchored_size:
             return None
         cp = self.store.create_checkpoint(log_name, self.signers[log_name], size)
         receipt = chain.anchor(log_id, cp.tree_size, cp.root_hash)
         record = self.book.record(log_name, receipt)
         self._anchored[log_name] = record.tree_size
-        self.health.pending_leaves[log_name] = self.store.tree_size(log_name) - record.tree_size
         self.health.last_anchor_at = record.anchored_at
         logger.info("anchored %s at size %d in tx %s (block %d, gas %d)", log_name,
                     record.tree_size, record.tx_hash_hex, record.block_number, record.gas_used)

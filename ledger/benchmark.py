@@ -136,7 +136,7 @@ def run_log_benchmark(*, node_modules_dir: Path | None = None, records: int = 20
         def watch() -> None:
             last = 0
             while not stop.is_set():
-                size = anchorer._anchored.get("live", 0)
+                size = anchorer.anchored_size("live")
                 if size > last:
                     seen.append((time.perf_counter(), size))
                     last = size

@@ -22,7 +22,7 @@ import jsonschema
 from . import canonical, merkle
 from .anchoring import AnchorBook, AnchorRecord
 from .chain import ChainClient, log_id_for
-from .checkpoint import NoteSigner, NoteVerifier, open_checkpoint
+from .checkpoint import NoteVerifier, open_checkpoint
 from .errors import (
     BundleFormatError,
     CanonicalizationError,
@@ -265,7 +265,3 @@ def _verify_on_chain(chain: ChainClient, doc: dict[str, Any], tree_size: int, ro
     for name, on_chain, claimed in expected:
         if on_chain != claimed:
             raise VerificationError(name, f"the chain says {on_chain}, the bundle says {claimed}")
-
-
-def verifier_key_of(signer: NoteSigner) -> str:
-    return signer.verifier_key()

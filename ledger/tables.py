@@ -22,8 +22,10 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+# The one naming convention; the domains' MetaData use it too, so migrations name alike.
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",

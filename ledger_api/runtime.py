@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,8 @@ from evidence_ledger.ledger.anvil import ANVIL_DEV_PRIVATE_KEY, AnvilNode, find_
 from evidence_ledger.ledger.chain import ChainClient, connect, load_keystore, memory_chain
 from evidence_ledger.ledger.checkpoint import NoteSigner, load_or_create_key_file
 from evidence_ledger.ledger.deployments import Deployments, verify_deployment
-from evidence_ledger.ledger.errors import ChainError, ChainUnavailableError, DeploymentError
+from evidence_ledger.ledger.bundle import bundle_for_entry
+from evidence_ledger.ledger.errors import ChainError, ChainUnavailableError, DeploymentError, NotAnchoredError
 from evidence_ledger.ledger.log import LogStore
 from evidence_ledger.ledger.blobs import BlobStore, IpfsBlobStore, LocalBlobStore
 from evidence_ledger.ledger.tokens import TokenBook
@@ -117,6 +119,21 @@ class Runtime:
             logger.warning("chain unavailable at start; anchoring will retry: %s", e)
             self.anchorer.health.chain_ok = False
             self.anchorer.health.last_error = str(e)
+
+    def bundle(self, log_name: str, index: int, *, include_record: bool = False,
+               wait_s: float = 0.0) -> dict:
+        """The entry's proof bundle, waiting up to ``wait_s`` for the anchor that covers it
+        (``NotAnchoredError`` after that)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return bundle_for_entry(self.store, self.anchorer.book, chain_id=self.anchorer.chain_id,
+                                        verifier_key=self.verifier_keys[log_name], log_name=log_name,
+                                        index=index, include_record=include_record)
+            except NotAnchoredError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
 
     def start(self) -> None:
         self.check_chain()

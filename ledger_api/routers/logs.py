@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from evidence_ledger.ledger.anchoring import AnchorRecord
-from evidence_ledger.ledger.bundle import bundle_for_entry, verify_bundle
+from evidence_ledger.ledger.bundle import verify_bundle
 from evidence_ledger.ledger.chain import log_id_for
 from evidence_ledger.ledger.errors import (
     ChainError,
@@ -176,16 +175,7 @@ def bundle(log: LogName, index: Annotated[int, Path(ge=0)], request: Request,
     r = rt(request)
     r.store.log(log)
     check_log_role(principal, log, LOG_READERS, "reading records of")
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return bundle_for_entry(r.store, r.anchorer.book, chain_id=r.anchorer.chain_id,
-                                    verifier_key=r.verifier_keys[log], log_name=log, index=index,
-                                    include_record=include_record)
-        except NotAnchoredError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.1)
+    return r.bundle(log, index, include_record=include_record, wait_s=wait_s)
 
 
 @router.get("/logs/{log}/consistency", response_model=ConsistencyProofOut,

@@ -11,7 +11,6 @@ import dataclasses
 import io
 import json
 import tempfile
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import IO, Annotated, Any
@@ -22,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from evidence_ledger.ledger.bundle import bundle_for_entry
 from evidence_ledger.ledger.errors import ChainError, NotAnchoredError
 from evidence_ledger.notary.capture import capture_url
 from evidence_ledger.notary.errors import InvalidEvidenceError, NotFoundError, UploadTooLargeError
@@ -342,17 +340,7 @@ def get_content(evidence_id: str, request: Request, principal: Principal = Depen
 
 
 def evidence_bundle(request: Request, ev: Evidence, wait_s: float = 0) -> dict:
-    r = rt(request)
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return bundle_for_entry(r.store, r.anchorer.book, chain_id=r.anchorer.chain_id,
-                                    verifier_key=r.verifier_keys["evidence"], log_name="evidence",
-                                    index=ev.log_index, include_record=True)
-        except NotAnchoredError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.1)
+    return rt(request).bundle("evidence", ev.log_index, include_record=True, wait_s=wait_s)
 
 
 @router.get("/evidence/{evidence_id}/bundle", summary="Proof bundle of the evidence record (custody: export)")

@@ -43,7 +43,7 @@ def test_append_anchor_bundle_verify_round_trip(api: Api) -> None:
     bad = copy.deepcopy(bundle)
     bad["record"]["canonical"] = bad["record"]["canonical"].replace("A-1", "A-2")
     v = c.post("/api/v1/verify", json={"bundle": bad}).json()
-    assert v == {**v, "valid": False, "field": "record.canonical"} or v["field"] == "record"
+    assert v["valid"] is False and v["field"] == "record" and "the record hashes to" in v["message"]
     cps = c.get("/api/v1/logs/evidence/checkpoints").json()
     assert cps[0]["anchor"]["txHash"] == bundle["anchor"]["txHash"]
     assert c.get(f"/api/v1/logs/evidence/checkpoints/{cps[0]['treeSize']}").json()["note"] == cps[0]["note"]

@@ -83,10 +83,16 @@ def test_correction_and_withdrawal_are_new_records_and_verify_reports_them(api: 
                  headers=h)
     assert fix.status_code == 201, fix.text
     assert fix.json()["supersedes"] == ev["id"]
+    old = c.get(f"/api/v1/evidence/{ev['id']}", headers=h).json()
+    assert old["status"] == "corrected" and old["corrected_by"] == fix.json()["id"]
+    # The same bytes now belong to the correction: verify names it, not the superseded record.
     v = c.post("/api/v1/evidence/verify", files={"file": ("x", b"photo v1")}).json()
-    assert v["status"] in ("corrected", "active")
+    assert v["ok"] and v["evidence_id"] == fix.json()["id"] and v["status"] == "active", v
     gone = c.post(f"/api/v1/evidence/{fix.json()['id']}/withdrawal", json={"reason": "duplicate"}, headers=h)
     assert gone.status_code == 200 and gone.json()["status"] == "withdrawn"
+    v = c.post("/api/v1/evidence/verify", files={"file": ("x", b"photo v1")}).json()
+    assert v["evidence_id"] == fix.json()["id"] and v["status"] == "withdrawn", v
+    assert v["withdrawal_reason"] == "duplicate"
     again = c.post(f"/api/v1/evidence/{fix.json()['id']}/withdrawal", json={"reason": "twice"}, headers=h)
     assert again.status_code == 409
 

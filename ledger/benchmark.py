@@ -51,6 +51,16 @@ def _record(i: int, rng: random.Random) -> dict[str, Any]:
             "capturedAt": "2026-11-21T10:00:00Z"}
 
 
+def print_table(head: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    """A plain left-aligned table on stdout (a console would wrap it at its width)."""
+    w = [max(len(str(row[i])) for row in [*rows, head]) for i in range(len(head))]
+    line = "  ".join(str(h).ljust(w[i]) for i, h in enumerate(head))
+    print(line)
+    print("-" * len(line))
+    for row in rows:
+        print("  ".join(str(x).ljust(w[i]) for i, x in enumerate(row)).rstrip(), flush=True)
+
+
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     if not values:

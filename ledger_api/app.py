@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from evidence_ledger import __version__
 
 from . import errors
-from .routers import logs, notary, pages, system, tokens, trace
+from .routers import flows, logs, notary, pages, system, tokens, trace
 from .runtime import Runtime
 from .settings import Settings
 
@@ -103,6 +103,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(notary.router, prefix="/api/v1")
     app.include_router(trace.router, prefix="/api/v1/trace")
     app.include_router(trace.resolver)
+    app.include_router(flows.router, prefix="/api/v1/flows")
+    app.include_router(flows.pages_router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_middleware(BodyLimitMiddleware, limit_bytes=settings.max_body_bytes,

@@ -18,6 +18,8 @@ class Role(StrEnum):
     HR = "hr"
     POLICE = "police"
     COURT = "court"
+    MARKET = "market"  # market regulation: sees every flow, runs inspection draws
+    ENTERPRISE = "enterprise"  # an enterprise acting for itself (subject ``enterprise:<uscc>``)
 
 
 ALL_ROLES = frozenset(Role)
@@ -26,12 +28,17 @@ ALL_ROLES = frozenset(Role)
 LOG_WRITERS: dict[str, frozenset[Role]] = {
     "evidence": frozenset({Role.ADMIN, Role.OFFICER}),
     "trace": frozenset({Role.ADMIN, Role.OPERATOR, Role.OFFICER}),
-    "flows": frozenset({Role.ADMIN, Role.OPERATOR, Role.TAX, Role.HR, Role.POLICE}),
+    # Flows records go in through /api/v1/flows, whose checks (parties, duplicates) and per-agency
+    # views a raw append or read would bypass.
+    "flows": frozenset({Role.ADMIN}),
     "custody": frozenset({Role.ADMIN}),
 }
-# Who may read records (and bundles carrying salt + digest): writers, plus courts and auditors.
+# Who may read records (and bundles carrying salt + digest): writers, plus courts and auditors;
+# market regulation also reads the flows and their custody trail. Enterprises never use the raw
+# log API: they see their own records through /api/v1/flows, which filters by party.
 LOG_READERS: dict[str, frozenset[Role]] = {
-    name: writers | {Role.COURT} for name, writers in LOG_WRITERS.items()
+    name: writers | {Role.COURT} | ({Role.MARKET} if name in ("flows", "custody") else frozenset())
+    for name, writers in LOG_WRITERS.items()
 }
 
 

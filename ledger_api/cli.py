@@ -282,6 +282,16 @@ def bench_notary(data_mb: Annotated[int, typer.Option(help="MB hashed for the ha
                          pages=pages, chromium_path=s.chromium_path)
 
 
+@bench_app.command("flows")
+def bench_flows(invoices: Annotated[int, typer.Option(help="invoices generated, with their contracts and payments")]
+                = 1_000_000,
+                out_dir: Annotated[Path, typer.Option(help="where the JSON goes")] = Path("bench")) -> None:
+    """Flows benchmark: ingest, reconciliation, cycle detection, grading vs pairwise matching."""
+    from evidence_ledger.flows.benchmark import run_flows_benchmark
+
+    run_flows_benchmark(invoices=invoices, out_dir=out_dir, console=out)
+
+
 @bench_app.command("trace")
 def bench_trace(events: Annotated[int, typer.Option(help="EPCIS events generated and captured")] = 1_000_000,
                 page_samples: Annotated[int, typer.Option(help="consumer pages fetched over HTTP")] = 500,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from evidence_ledger.flows import errors as flows_errors
 from evidence_ledger.ledger.db import DatabaseError
 from evidence_ledger.ledger.errors import (
     CanonicalizationError,
@@ -70,6 +72,12 @@ STATUS: list[tuple[type[BaseException], int, str]] = [
     (trace_errors.NotFoundError, 404, "not_found"),
     (trace_errors.PermissionDeniedError, 403, "forbidden"),
     (trace_errors.TraceError, 400, "bad_request"),
+    (flows_errors.InvalidRecordError, 422, "bad_record"),
+    (flows_errors.DuplicateRecordError, 409, "duplicate"),
+    (flows_errors.NotFoundError, 404, "not_found"),
+    (flows_errors.PermissionDeniedError, 403, "forbidden"),
+    (flows_errors.DrawStateError, 409, "draw_state"),
+    (flows_errors.FlowsError, 400, "bad_request"),
     (BlobNotFoundError, 404, "blob_not_found"),
     (BlobIntegrityError, 503, "blob_integrity"),
     (BlobBackendError, 503, "blob_backend_unavailable"),
@@ -115,7 +123,16 @@ def install(app: FastAPI) -> None:
             extra["rule"] = exc.rule
         if isinstance(exc, trace_errors.InvalidEventError):
             extra["path"] = exc.path
-        return JSONResponse(error_body(code, str(exc), **extra), status_code=status, headers=headers)
+        message = str(exc)
+        if isinstance(exc, flows_errors.InvalidRecordError):
+            # the API speaks camelCase: name the field as the request spelled it
+            extra["field"] = _camel(exc.field)
+            message = f"{extra['field']}: {exc.reason}"
+        if isinstance(exc, flows_errors.DuplicateRecordError):
+            # where the first one sits, so the caller can fetch and compare it
+            extra["keyHex"] = exc.key_hex
+            extra["logIndex"] = exc.log_index
+        return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
 
     for cls, _, _ in STATUS:
         app.add_exception_handler(cls, handle)
@@ -128,6 +145,9 @@ def install(app: FastAPI) -> None:
         ]
         first = details[0] if details else {"location": "body", "message": "invalid"}
         msg = f"{first['location']}: {first['message']}"
+        errs = exc.errors()
+        if errs and errs[0].get("type") != "missing":  # a missing field's input is its parent: noise
+            msg += f", got {first['got']}"
         return JSONResponse(error_body("invalid_request", msg, details=details), status_code=422)
 
     app.add_exception_handler(RequestValidationError, validation)
@@ -144,6 +164,11 @@ def install(app: FastAPI) -> None:
                             status_code=500)
 
     app.add_exception_handler(Exception, unexpected)
+
+
+def _camel(field: str) -> str:
+    """``tax_fen`` -> ``taxFen``; ``records[2].amount_fen`` -> ``records[2].amountFen``."""
+    return re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), field)
 
 
 def _short(value: object) -> object:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from evidence_ledger.flows import db as flows_db
+from evidence_ledger.flows.service import FlowBook
 from evidence_ledger.ledger import db
 from evidence_ledger.ledger.anchoring import Anchorer
 from evidence_ledger.ledger.anvil import ANVIL_DEV_PRIVATE_KEY, AnvilNode, find_anvil_binary
@@ -78,6 +80,7 @@ class Runtime:
     blobs: BlobStore | None = None
     notary: Notary | None = None
     tracer: Tracer | None = None
+    flows: FlowBook | None = None
     capture_policy: CapturePolicy | None = None
     is_sequencer: bool = False
     verifier_keys: dict[str, str] = field(default_factory=dict)
@@ -106,9 +109,11 @@ class Runtime:
                         max_upload_bytes=settings.max_upload_bytes)
         trace_db.migrate(engine)
         tracer = Tracer(engine, store, on_recall=lot_status_updater(anchorer))
+        flows_db.migrate(engine)
+        flows = FlowBook(engine, store)
         return cls(settings, engine, store, TokenBook(engine), signers, anchorer,
                    db.SequencerLock(engine, lock_path), blobs=blobs, notary=notary, tracer=tracer,
-                   capture_policy=capture_policy(settings), verifier_keys=verifier_keys)
+                   flows=flows, capture_policy=capture_policy(settings), verifier_keys=verifier_keys)
 
     def check_chain(self) -> None:
         """Refuse to run against a chain whose deployed code does not match the artifacts;

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from evidence_ledger.ledger import db as ledger_db
-from evidence_ledger.ledger.benchmark import Progress, percentile
+from evidence_ledger.ledger.benchmark import Progress, percentile, print_table
 from evidence_ledger.ledger.blobs import BlobRef, CidBuilder, LocalBlobStore
 from evidence_ledger.ledger.log import Entry, LogStore
 
@@ -652,11 +652,4 @@ def _print_table(r: dict[str, Any]) -> None:
                                                 "render_s", "package_s")),
          f"start {cb['start_s']['p50']} / goto+shot {cb['goto_screenshot_s']['p50']}", ""),
     ]
-    head = ("measure", "notary", "baseline", "ratio")
-    w = [max(len(str(row[i])) for row in [*rows, head]) for i in range(4)]
-    line = "  ".join(x.ljust(w[i]) for i, x in enumerate(head))
-    # Plain print: a console would wrap the table at its width.
-    print(line)
-    print("-" * len(line))
-    for row in rows:
-        print("  ".join(str(x).ljust(w[i]) for i, x in enumerate(row)).rstrip(), flush=True)
+    print_table(("measure", "notary", "baseline", "ratio"), rows)

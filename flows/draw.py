@@ -10,6 +10,11 @@ Byte encodings (version 1), for reimplementation. ``H`` is SHA-256; ``||`` conca
 are the 18 ASCII characters; the seed is exactly 32 bytes; inspector ids are UTF-8.
 
 - commitment  = hex(H(b"evidence-ledger/flows/draw/v1/commit\\x00" || seed))
+- draw seed   = H(b"evidence-ledger/flows/draw/v1/beacon\\x00" || seed || beacon), where the
+  beacon is the 32-byte hash of the chain block that anchored the commitment; without a beacon
+  the draw seed is the seed itself. The beacon is what stops grinding: the operator knows the seed
+  before committing and could try seeds until one spares a friend, but cannot know the hash of the
+  block that will later anchor the commitment. Everything below uses the draw seed.
 - ticket(u)   = H(b"evidence-ledger/flows/draw/v1/ticket\\x00" || seed || uscc); read as a
   256-bit big-endian integer T, the enterprise is selected when T < ratio(grade) x 2**256, computed
   exactly with the ratio's IEEE-754 double value (a ratio of 1 selects every one: grade D).
@@ -47,6 +52,7 @@ __all__ = [
     "check_reveal",
     "population_digest",
     "draw",
+    "draw_seed",
     "verify_draw",
 ]
 
@@ -55,6 +61,7 @@ _COMMIT = b"evidence-ledger/flows/draw/v1/commit\x00"
 _TICKET = b"evidence-ledger/flows/draw/v1/ticket\x00"
 _INSPECTOR = b"evidence-ledger/flows/draw/v1/inspector\x00"
 _POPULATION = b"evidence-ledger/flows/draw/v1/population\x00"
+_BEACON = b"evidence-ledger/flows/draw/v1/beacon\x00"
 _TWO_256 = 1 << 256
 
 
@@ -133,6 +140,20 @@ def _ratios(ratios: Mapping[str, float], grades: set[str]) -> dict[str, float]:
     return out
 
 
+def draw_seed(seed: bytes, beacon_hex: str | None) -> bytes:
+    """The seed the tickets are drawn with: the committed seed mixed with the anchoring block's hash."""
+    s = _seed(seed)
+    if beacon_hex is None:
+        return s
+    try:
+        beacon = bytes.fromhex(beacon_hex.removeprefix("0x"))
+    except (ValueError, AttributeError) as e:
+        raise InvalidRecordError(f"expected a 32-byte block hash in hex, got {beacon_hex!r}", "beacon") from e
+    if len(beacon) != 32:
+        raise InvalidRecordError(f"expected a 32-byte block hash in hex, got {len(beacon)} bytes", "beacon")
+    return hashlib.sha256(_BEACON + s + beacon).digest()
+
+
 def population_digest(population: Sequence[tuple[str, str]], inspectors: Sequence[str],
                       ratios: Mapping[str, float], per_enterprise: int) -> str:
     """Hex digest of everything the draw depends on but the seed (see the module docstring)."""
@@ -156,9 +177,10 @@ def _digest(pop: list[tuple[str, str]], insp: list[bytes], rat: dict[str, float]
 
 
 def draw(seed: bytes, population: Sequence[tuple[str, str]], inspectors: Sequence[str], *,
-         ratios: Mapping[str, float] = INSPECTION_RATIOS, per_enterprise: int = 2) -> tuple[DrawSelection, ...]:
+         ratios: Mapping[str, float] = INSPECTION_RATIOS, per_enterprise: int = 2,
+         beacon_hex: str | None = None) -> tuple[DrawSelection, ...]:
     """The enterprises drawn for inspection and their inspectors, sorted by USCC."""
-    s = _seed(seed)
+    s = draw_seed(seed, beacon_hex)
     pop = _population(population)
     insp = _inspectors(inspectors, per_enterprise)
     rat = _ratios(ratios, {g for _, g in pop})
@@ -193,10 +215,12 @@ def _draw(seed: bytes, pop: list[tuple[str, str]], insp: list[bytes], rat: dict[
 
 def verify_draw(commitment_hex: str, seed_hex: str, population: Sequence[tuple[str, str]],
                 inspectors: Sequence[str], ratios: Mapping[str, float], per_enterprise: int,
-                selections: Sequence[DrawSelection], *, population_hex: str | None = None) -> list[str]:
+                selections: Sequence[DrawSelection], *, population_hex: str | None = None,
+                beacon_hex: str | None = None) -> list[str]:
     """What is wrong with a published draw; ``[]`` when it checks out: the seed matches the
     commitment, the population matches ``population_hex`` (when given: the digest recorded with
-    the commitment) and recomputing the draw gives exactly ``selections``."""
+    the commitment) and recomputing the draw (with ``beacon_hex``, the anchoring block's hash,
+    when the draw used one) gives exactly ``selections``."""
     problems: list[str] = []
     try:
         seed = bytes.fromhex(seed_hex)
@@ -216,7 +240,11 @@ def verify_draw(commitment_hex: str, seed_hex: str, population: Sequence[tuple[s
         digest = _digest(pop, insp, rat, per_enterprise)
         if digest != population_hex.lower():
             problems.append(f"population: digest {digest} differs from the recorded {population_hex}")
-    expected = {s.uscc: s for s in _draw(seed, pop, insp, rat, per_enterprise)}
+    try:
+        mixed = draw_seed(seed, beacon_hex)
+    except InvalidRecordError as e:
+        return problems + [f"beacon: {e}"]
+    expected = {s.uscc: s for s in _draw(mixed, pop, insp, rat, per_enterprise)}
     published: dict[str, DrawSelection] = {}
     for s in selections:
         if s.uscc in published:

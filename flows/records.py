@@ -152,6 +152,9 @@ class Draw:
     reveal_log_index: int | None = None
     revealed_at: datetime | None = None
     selections: tuple[DrawSelection, ...] = field(default=())
+    # The block that anchored the commitment (its hash is mixed into the seed; see flows/draw.py).
+    beacon_block_number: int | None = None
+    beacon_block_hash_hex: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -228,7 +228,11 @@ class FlowBook:
     scan_parties: int = 4 * _CHUNK
 
     def __init__(self, engine: Engine, store: LogStore, *, clock: Callable[[], datetime] | None = None,
-                 default_term_days: int = 90, policy: ScreeningPolicy | None = None) -> None:
+                 default_term_days: int = 90, policy: ScreeningPolicy | None = None,
+                 beacon: Callable[[int], tuple[int, str] | None] | None = None) -> None:
+        """``beacon(log_index)``: (block number, block hash hex) of the chain block that anchored
+        that ``flows`` log entry, or None while it is not anchored. With a beacon, a draw is revealed
+        only once its commitment is anchored, and that block's hash is mixed into the draw seed."""
         if not isinstance(default_term_days, int) or isinstance(default_term_days, bool) \
                 or not 0 <= default_term_days <= 3650:
             raise InvalidRecordError(f"expected a payment term of 0 to 3650 days, got {default_term_days!r}",
@@ -240,6 +244,7 @@ class FlowBook:
             raise InvalidRecordError(f"expected a ScreeningPolicy, got {type(policy).__name__}", "policy")
         self.policy = policy or ScreeningPolicy()
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._beacon = beacon
         self._sqlite = engine.dialect.name == "sqlite"
         self._ph = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._lock = threading.RLock()
@@ -993,11 +998,14 @@ class FlowBook:
             seed = bytes.fromhex(row.seed_hex)
             draws_.check_reveal(row.commitment_hex, seed)
             population, inspectors, ratios, per_enterprise = _draw_inputs(row)
-            selections = draws_.draw(seed, population, inspectors, ratios=ratios, per_enterprise=per_enterprise)
+            block_number, block_hash = self._draw_beacon(row)
+            selections = draws_.draw(seed, population, inspectors, ratios=ratios, per_enterprise=per_enterprise,
+                                     beacon_hex=block_hash)
             at = self._now()
             docs = [{"type": T_DRAW_REVEAL, "drawId": draw_id, "commitLogIndex": int(row.commit_log_index),
                      "commitmentHex": row.commitment_hex, "seedHex": row.seed_hex,
                      "populationHex": row.population_hex, "selections": len(selections),
+                     "beaconBlockNumber": block_number, "beaconBlockHashHex": block_hash,
                      "revealedAt": at.isoformat()}]
             docs += [{"type": T_DRAW_SELECTION, "drawId": draw_id, "uscc": s.uscc, "grade": s.grade,
                       "ticketHex": s.ticket_hex, "inspectors": list(s.inspectors)} for s in selections]
@@ -1006,7 +1014,9 @@ class FlowBook:
             try:
                 with self.engine.begin() as conn:
                     done = conn.execute(update(tables.draws).where(D.id == draw_id, D.reveal_log_index.is_(None))
-                                        .values(reveal_log_index=indexes[0], revealed_at=at)).rowcount
+                                        .values(reveal_log_index=indexes[0], revealed_at=at,
+                                                beacon_block_number=block_number,
+                                                beacon_block_hash_hex=block_hash)).rowcount
                     if done == 1 and selections:
                         conn.execute(insert(tables.draw_selections), [
                             {"draw_id": draw_id, "position": n, "uscc": s.uscc, "grade": s.grade,
@@ -1019,6 +1029,17 @@ class FlowBook:
                 raise DrawStateError(f"draw {draw_id} was revealed concurrently; this reveal was logged at indexes "
                                      f"{indexes[0]}..{indexes[-1]} of the {FLOWS_LOG!r} log but not stored")
         return self.draw(draw_id)
+
+    def _draw_beacon(self, row: Any) -> tuple[int | None, str | None]:
+        if self._beacon is None:
+            return None, None
+        anchored = self._beacon(int(row.commit_log_index))
+        if anchored is None:
+            raise DrawStateError(f"the commitment of draw {row.id} (index {row.commit_log_index} of the "
+                                 f"{FLOWS_LOG!r} log) is not anchored on the chain yet; the anchoring block's hash "
+                                 "goes into the draw, so reveal once it is anchored")
+        number, block_hash = anchored
+        return int(number), block_hash.lower().removeprefix("0x")
 
     def _check_committed(self, row: Any) -> None:
         """The commitment must be in the log, and be this draw's, before the seed may go out."""
@@ -1073,7 +1094,9 @@ class FlowBook:
             out.append(Draw(r.id, r.period, r.commitment_hex, r.population_hex, int(r.commit_log_index),
                             _aware(r.committed_at), r.seed_hex if shown else None,
                             int(r.reveal_log_index) if shown else None,
-                            _aware(r.revealed_at) if shown else None, tuple(picks.get(r.id, ()))))
+                            _aware(r.revealed_at) if shown else None, tuple(picks.get(r.id, ())),
+                            int(r.beacon_block_number) if shown and r.beacon_block_number is not None else None,
+                            r.beacon_block_hash_hex if shown else None))
         return out
 
     def draw_population(self, draw_id: str) -> tuple[list[tuple[str, str]], list[str], dict[str, float], int]:

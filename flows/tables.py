@@ -204,6 +204,9 @@ draws = Table(
     Column("committed_at", DateTime(timezone=True), nullable=False),
     Column("reveal_log_index", BigInteger, nullable=True, unique=True),
     Column("revealed_at", DateTime(timezone=True), nullable=True),
+    # The chain block that anchored the commitment; its hash is mixed into the draw seed.
+    Column("beacon_block_number", BigInteger, nullable=True),
+    Column("beacon_block_hash_hex", String(64), nullable=True),
     Index("ix_flows_draws_period", "period"),
 )
 

@@ -110,7 +110,7 @@ class Runtime:
         trace_db.migrate(engine)
         tracer = Tracer(engine, store, on_recall=lot_status_updater(anchorer))
         flows_db.migrate(engine)
-        flows = FlowBook(engine, store)
+        flows = FlowBook(engine, store, beacon=anchor_beacon(anchorer, "flows"))
         return cls(settings, engine, store, TokenBook(engine), signers, anchorer,
                    db.SequencerLock(engine, lock_path), blobs=blobs, notary=notary, tracer=tracer,
                    flows=flows, capture_policy=capture_policy(settings), verifier_keys=verifier_keys)
@@ -153,6 +153,20 @@ class Runtime:
         self.anchorer.stop()
         self.sequencer_lock.release()
         self.engine.dispose()
+
+
+def anchor_beacon(anchorer: Anchorer, log_name: str) -> Callable[[int], tuple[int, str] | None]:
+    """(block number, block hash) of the confirmed anchor covering a log entry; None while there is
+    none (or the chain cannot be asked): inspection draws mix that hash into their seed."""
+
+    def beacon(index: int) -> tuple[int, str] | None:
+        try:
+            rec = anchorer.book.covering(log_name, anchorer.chain_id, index)
+        except (NotAnchoredError, ChainError):
+            return None
+        return rec.block_number, rec.block_hash_hex
+
+    return beacon
 
 
 def lot_status_updater(anchorer: Anchorer) -> Callable[[list[tuple[str, str]], str, str], None]:

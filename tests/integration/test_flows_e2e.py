@@ -127,7 +127,13 @@ def test_an_inspection_draw_is_committed_before_and_recomputable_after(world: di
     assert draw_rules.verify_draw(pub["commitmentHex"], pub["seedHex"], population, pub["inspectors"],
                                   pub["ratios"], pub["perEnterprise"],
                                   draw_rules.draw(bytes.fromhex(pub["seedHex"]), population, pub["inspectors"],
-                                                  ratios=pub["ratios"], per_enterprise=pub["perEnterprise"])) == []
+                                                  ratios=pub["ratios"], per_enterprise=pub["perEnterprise"],
+                                                  beacon_hex=pub["beaconBlockHashHex"]),
+                                  beacon_hex=pub["beaconBlockHashHex"]) == []
+    # The beacon is a real block of the chain, asked of the node itself.
+    block = httpx.post(world["node"].rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_getBlockByNumber",
+                                                    "params": [hex(pub["beaconBlockNumber"]), False]}).json()
+    assert block["result"]["hash"] == "0x" + pub["beaconBlockHashHex"]
     # The commitment was on the ledger (anchored) before the seed was revealed.
     with srv.client() as admin:
         b = admin.get(f"/api/v1/logs/flows/entries/{pub['commitLogIndex']}/bundle?includeRecord=true&waitS=20")

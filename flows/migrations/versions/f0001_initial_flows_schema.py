@@ -106,6 +106,8 @@ def upgrade() -> None:
     sa.Column('committed_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('reveal_log_index', sa.BigInteger(), nullable=True),
     sa.Column('revealed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('beacon_block_number', sa.BigInteger(), nullable=True),
+    sa.Column('beacon_block_hash_hex', sa.String(length=64), nullable=True),
     sa.ForeignKeyConstraint(['run_id'], ['flows_runs.id'], name=op.f('fk_flows_draws_run_id_flows_runs')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_flows_draws')),
     sa.UniqueConstraint('commit_log_index', name=op.f('uq_flows_draws_commit_log_index')),

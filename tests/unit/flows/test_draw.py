@@ -13,6 +13,7 @@ import pytest
 from evidence_ledger.flows.draw import (
     check_reveal,
     draw,
+    draw_seed,
     new_seed,
     population_digest,
     seed_commitment,
@@ -217,3 +218,22 @@ def test_verify_draw_reports_a_malformed_population() -> None:
     sel = draw(SEED, POPULATION, INSPECTORS)
     assert verify_draw(COMMITMENT, SEED.hex(), POPULATION, ["x"], INSPECTION_RATIOS, 2, sel) == [
         "population: inspectors: expected at least 2 inspectors, got 1"]
+
+
+BEACON = "ab" * 32  # a block hash
+
+
+def test_beacon_is_mixed_into_the_seed() -> None:
+    mixed = hashlib.sha256(b"evidence-ledger/flows/draw/v1/beacon\x00" + SEED + bytes.fromhex(BEACON)).digest()
+    assert draw_seed(SEED, BEACON) == mixed == draw_seed(SEED, "0x" + BEACON.upper())
+    assert draw_seed(SEED, None) == SEED
+    got = draw(SEED, POPULATION, INSPECTORS, ratios=HALF, beacon_hex=BEACON)
+    assert as_tuples(got) == independent_draw(mixed, POPULATION, INSPECTORS, HALF, 2)
+    assert got != draw(SEED, POPULATION, INSPECTORS, ratios=HALF)
+    assert verify_draw(COMMITMENT, SEED.hex(), POPULATION, INSPECTORS, HALF, 2, got, beacon_hex=BEACON) == []
+    wrong = verify_draw(COMMITMENT, SEED.hex(), POPULATION, INSPECTORS, HALF, 2, got, beacon_hex="cd" * 32)
+    assert wrong and all(p.startswith("selection ") for p in wrong)
+    assert verify_draw(COMMITMENT, SEED.hex(), POPULATION, INSPECTORS, HALF, 2, got, beacon_hex="ab") == [
+        "beacon: beacon: expected a 32-byte block hash in hex, got 1 bytes"]
+    with pytest.raises(InvalidRecordError, match="expected a 32-byte block hash in hex, got 'zz'"):
+        draw_seed(SEED, "zz")

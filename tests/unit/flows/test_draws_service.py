@@ -144,3 +144,26 @@ def test_commit_draw_errors(graded: FlowBook) -> None:
     with pytest.raises(NotFoundError):
         book.reveal_draw("0" * 32)
     assert book.draws() == []
+
+
+def test_with_a_beacon_the_reveal_waits_for_the_anchor_and_mixes_its_block_hash(
+        graded: FlowBook, store: LogStore) -> None:
+    anchors: dict[int, tuple[int, str]] = {}
+    book = FlowBook(graded.engine, store, clock=graded._clock,
+                    beacon=lambda index: next((a for size, a in anchors.items() if size > index), None))
+    d = book.commit_draw(PERIOD, INSPECTORS, per_enterprise=1)
+    with pytest.raises(DrawStateError) as e:
+        book.reveal_draw(d.id)
+    assert str(e.value) == (f"the commitment of draw {d.id} (index {d.commit_log_index} of the 'flows' log) is not "
+                            "anchored on the chain yet; the anchoring block's hash goes into the draw, so reveal "
+                            "once it is anchored")
+    assert book.draw(d.id).seed_hex is None  # still secret
+    block_hash = "0x" + "5e" * 32
+    anchors[d.commit_log_index + 1] = (4242, block_hash)
+    r = book.reveal_draw(d.id)
+    assert (r.beacon_block_number, r.beacon_block_hash_hex) == (4242, "5e" * 32)
+    population, inspectors, ratios, per = book.draw_population(d.id)
+    assert verify_draw(r.commitment_hex, r.seed_hex, population, inspectors, ratios, per, r.selections,
+                       population_hex=r.population_hex, beacon_hex=r.beacon_block_hash_hex) == []
+    reveal = store.entry(FLOWS_LOG, r.reveal_log_index).record()
+    assert (reveal["beaconBlockNumber"], reveal["beaconBlockHashHex"]) == (4242, "5e" * 32)

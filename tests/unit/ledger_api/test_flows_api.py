@@ -455,9 +455,15 @@ def test_draw_commit_reveal_verify_and_public_page(economy_api: dict) -> None:
     verdict = api.get(f"/api/v1/flows/draws/{d['id']}/verify").json()
     assert verdict == {"drawId": d["id"], "revealed": True, "valid": True, "problems": []}
     pub = api.get(f"/api/v1/flows/draws/{d['id']}").json()
+    # The beacon is the block that anchored the commitment, as the anchor book recorded it.
+    anchor = api.client.app.state.runtime.anchorer.book.covering(
+        "flows", api.client.app.state.runtime.anchorer.chain_id, d["commitLogIndex"])
+    assert (pub["beaconBlockNumber"], pub["beaconBlockHashHex"]) == (
+        anchor.block_number, anchor.block_hash_hex.removeprefix("0x"))
     # Recompute it here as anyone would, from the public data alone.
     picked = draw_rules.draw(bytes.fromhex(pub["seedHex"]), [tuple(p) for p in pub["population"]],
-                             pub["inspectors"], ratios=pub["ratios"], per_enterprise=pub["perEnterprise"])
+                             pub["inspectors"], ratios=pub["ratios"], per_enterprise=pub["perEnterprise"],
+                             beacon_hex=pub["beaconBlockHashHex"])
     assert [(s.uscc, s.grade, list(s.inspectors)) for s in picked] == [
         (s["uscc"], s["grade"], s["inspectors"]) for s in pub["selections"]]
     grades = {u: g for u, g in pub["population"]}
@@ -467,8 +473,13 @@ def test_draw_commit_reveal_verify_and_public_page(economy_api: dict) -> None:
     if picked:
         bad = draw_rules.verify_draw(pub["commitmentHex"], pub["seedHex"], [tuple(p) for p in pub["population"]],
                                      pub["inspectors"], pub["ratios"], pub["perEnterprise"],
-                                     [dataclasses.replace(forged[0], uscc=sorted(eco.clean)[0]), *forged[1:]])
+                                     [dataclasses.replace(forged[0], uscc=sorted(eco.clean)[0]), *forged[1:]],
+                                     beacon_hex=pub["beaconBlockHashHex"])
         assert bad
+        # Without the beacon the same seed draws differently: the seed alone does not decide.
+        unmixed = draw_rules.draw(bytes.fromhex(pub["seedHex"]), [tuple(p) for p in pub["population"]],
+                                  pub["inspectors"], ratios=pub["ratios"], per_enterprise=pub["perEnterprise"])
+        assert [s.ticket_hex for s in unmixed] != [s.ticket_hex for s in picked]
 
     page = api.client.get(f"/flows/draws/{d['id']}")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

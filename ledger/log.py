@@ -12,8 +12,9 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from . import canonical, merkle, tables
@@ -28,6 +29,11 @@ from .errors import (
 
 DEFAULT_MAX_RECORD_BYTES = 64 * 1024
 _MAX_UNION = 400
+# Proofs in one tree share their upper levels: those come from an in-memory top over at most
+# 2 ** _TOP_WIDTH_BITS subtrees (see ``_Levels``, ~35 MB per log at 18 bits, built on a log's first
+# proofs); only the two lowest levels are read per leaf at a million leaves.
+_TOP_WIDTH_BITS = 18
+_TOP_SIZES_KEPT = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,12 @@ class LogStore:
         # Frontier cache: valid only while its size equals the committed tree size.
         self._frontiers: dict[int, merkle.Frontier] = {}
         self._listeners: list = []
+        # Complete subtree hashes never change once committed, so both caches stay valid as the
+        # log grows: (log id, level) -> that level's complete nodes and every complete node above
+        # them, and (log id, tree size) -> the top of that tree (a few sizes: the newest anchored).
+        self._levels: dict[tuple[int, int], _Levels] = {}
+        self._tops: dict[tuple[int, int], _TreeTop] = {}
+        self._tops_guard = threading.Lock()
 
     # -- logs -------------------------------------------------------------------------------
 
@@ -241,10 +253,20 @@ class LogStore:
             return merkle.inclusion_proof(index, tree_size,
                                           lambda ids: self._get_nodes(conn, info.id, ids))
 
-    def inclusion_proofs(self, log_name: str, indexes: Iterable[int],
-                         tree_size: int) -> dict[int, tuple[Entry, list[bytes]]]:
+    def inclusion_proofs(self, log_name: str, indexes: Iterable[int], tree_size: int, *,
+                         with_records: bool = True) -> dict[int, tuple[Entry, list[bytes]]]:
         """Entries and their inclusion proofs in one tree, for many leaves at once (a page of
-        steps): a few statements instead of several per leaf."""
+        steps): a few statements instead of several per leaf.
+
+        ``with_records=False`` leaves the entries' records out (``record_canonical`` None): the
+        caller holds them already (a domain's own copy, checked against ``record_digest``), and the
+        leaf data then comes from a covering index without touching the large table rows.
+
+        The tree is split at level ``L`` (``tree_size >> L`` below ``2 ** _TOP_WIDTH_BITS``): the
+        path inside a leaf's level-``L`` subtree is read from the database; the path above it is
+        the same for every leaf of that subtree and comes from the tree's top, built once per
+        tree size from the stored level-``L`` nodes and kept in memory. The proofs are the
+        RFC 9162 proofs ``inclusion_proof`` returns; the caller still verifies them."""
         info = self.log(log_name)
         self._check_size(info, tree_size)
         wanted = sorted(set(indexes))
@@ -253,22 +275,80 @@ class LogStore:
             raise TreeSizeError(f"leaf indexes must be in [0, {tree_size}); got {bad[:5]}")
         if not wanted:
             return {}
-        plans = {i: merkle.inclusion_proof_plan(i, tree_size) for i in wanted}
+        level = max(0, tree_size.bit_length() - _TOP_WIDTH_BITS)
         e = tables.log_entries.c
         with self.engine.connect() as conn:
+            top = self._top(conn, info.id, tree_size, level)
+            plans: dict[int, list[list[tuple[int, int]]]] = {}
+            for i in wanted:
+                lo = (i >> level) << level
+                width = min(lo + (1 << level), tree_size) - lo
+                # The path inside the subtree [lo, lo + width), its node ids made absolute.
+                plans[i] = [[(lv, (lo >> lv) + ix) for lv, ix in part]
+                            for part in merkle.inclusion_proof_plan(i - lo, width)] if width > 1 else []
             entries = {}
+            cols = [e.idx, e.leaf_hash, e.record_digest, e.salt, e.appended_at] + ([e.record] if with_records else [])
+            if with_records:
+                stmt: Any = select(*cols).where(e.log_id == info.id, e.idx.in_(bindparam("ids", expanding=True)))
+            else:
+                # SQLite's planner prefers the primary key's index, which is not covering.
+                hint = " INDEXED BY ix_log_entries_leaf" if conn.dialect.name == "sqlite" else ""
+                stmt = text(f"SELECT idx, leaf_hash, record_digest, salt, appended_at FROM log_entries{hint} "
+                            "WHERE log_id = :log_id AND idx IN :ids").bindparams(
+                    bindparam("ids", expanding=True), log_id=info.id).columns(*cols)
             for start in range(0, len(wanted), 500):
-                for row in conn.execute(select(tables.log_entries).where(
-                        e.log_id == info.id, e.idx.in_(wanted[start:start + 500]))):
+                for row in conn.execute(stmt, {"ids": wanted[start:start + 500]}):
+                    record = row.record if with_records else None
                     entries[row.idx] = Entry(log_name, row.idx, row.leaf_hash, row.record_digest, row.salt,
-                                             _aware(row.appended_at),
-                                             None if row.record is None else row.record.encode())
+                                             _aware(row.appended_at), None if record is None else record.encode())
             nodes = self._get_nodes(conn, info.id, [nid for plan in plans.values() for part in plan for nid in part])
         missing = [i for i in wanted if i not in entries]
         if missing:
             raise EntryNotFoundError(f"log {log_name!r} has no entries {missing[:5]}")
-        return {i: (entries[i], [merkle.fold_range([nodes[nid] for nid in part]) for part in plans[i]])
+        return {i: (entries[i], [merkle.fold_range([nodes[nid] for nid in part]) for part in plans[i]]
+                    + top.path(i >> level))
                 for i in wanted}
+
+    def _top(self, conn: Connection, log_id: int, size: int, level: int) -> _TreeTop:
+        """The top of the tree of ``size`` above ``level`` (cached per size)."""
+        key = (log_id, size)
+        top = self._tops.get(key)
+        if top is not None and top.levels.level == level:
+            return top
+        complete = size >> level
+        with self._tops_guard:
+            levels = self._levels.get((log_id, level))
+            if levels is None:
+                levels = self._levels[(log_id, level)] = _Levels(level)
+                for stale in [k for k in self._levels if k[0] == log_id and k[1] < level]:
+                    del self._levels[stale]  # the tree outgrew that level
+        while (known := levels.count) < complete:  # only the nodes completed since the last read
+            ph = _placeholder(conn)
+            if level == 0:
+                sql = (f"SELECT idx, leaf_hash FROM log_entries WHERE log_id = {ph} AND idx >= {ph} "
+                       f"AND idx < {ph} ORDER BY idx")
+                args: tuple[int, ...] = (log_id, known, complete)
+            else:
+                sql = (f"SELECT idx, hash FROM tree_nodes WHERE log_id = {ph} AND level = {ph} AND idx >= {ph} "
+                       f"AND idx < {ph} ORDER BY idx")
+                args = (log_id, level, known, complete)
+            rows = conn.exec_driver_sql(sql, args).all()
+            if [int(r[0]) for r in rows] != list(range(known, complete)):
+                raise DatabaseError(f"tree nodes missing from the database at level {level} "
+                                    f"between {known} and {complete}")
+            with self._tops_guard:
+                levels.extend(known, [bytes(r[1]) for r in rows])
+        partial = None
+        if size & ((1 << level) - 1):  # the last subtree is incomplete: its root from its nodes
+            ids = merkle.range_node_ids(complete << level, size)
+            got = self._get_nodes(conn, log_id, ids)
+            partial = merkle.fold_range([got[i] for i in ids])
+        top = _TreeTop(levels, complete, partial)
+        with self._tops_guard:
+            self._tops[key] = top
+            while len(self._tops) > _TOP_SIZES_KEPT:
+                self._tops.pop(next(iter(self._tops)))
+        return top
 
     def consistency_proof(self, log_name: str, first: int, second: int) -> list[bytes]:
         info = self.log(log_name)
@@ -295,11 +375,12 @@ class LogStore:
         if not ids:
             return {}
         ph = _placeholder(conn)
+        leaf_index = " INDEXED BY ix_log_entries_leaf" if conn.dialect.name == "sqlite" else ""
         parts: list[tuple[str, tuple[int, ...]]] = []
         for lv, ix in ids:
             if lv == 0:
-                parts.append((f"SELECT 0, idx, leaf_hash FROM log_entries WHERE log_id = {ph} AND idx = {ph}",
-                              (log_id, ix)))
+                parts.append((f"SELECT 0, idx, leaf_hash FROM log_entries{leaf_index} WHERE log_id = {ph} "
+                              f"AND idx = {ph}", (log_id, ix)))
             else:
                 parts.append((f"SELECT level, idx, hash FROM tree_nodes WHERE log_id = {ph} AND level = {ph} "
                               f"AND idx = {ph}", (log_id, lv, ix)))
@@ -365,6 +446,88 @@ class LogStore:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(tables.log_entries).where(
                 tables.log_entries.c.log_id == info.id)).scalar_one())
+
+
+class _Levels:
+    """The complete nodes of one log from ``level`` up: level-``level`` subtree roots in index
+    order and every node above them that covers complete roots only. Append-only: a complete
+    node's hash never changes, so one instance serves every tree size that splits at ``level``."""
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+        self.nodes: list[list[bytes]] = [[]]  # nodes[k][j]: over roots [j << k, (j + 1) << k)
+
+    @property
+    def count(self) -> int:
+        return len(self.nodes[0])
+
+    def extend(self, start: int, roots: list[bytes]) -> None:
+        if start != self.count:  # another thread extended it meanwhile
+            return
+        self.nodes[0].extend(roots)
+        k = 0
+        while len(self.nodes[k]) > 1:
+            if len(self.nodes) == k + 1:
+                self.nodes.append([])
+            below, above = self.nodes[k], self.nodes[k + 1]
+            for j in range(len(above), len(below) // 2):
+                above.append(merkle.node_hash(below[2 * j], below[2 * j + 1]))
+            k += 1
+
+
+class _TreeTop:
+    """The top of one tree: its first ``complete`` level-``L`` subtree roots and, when the tree
+    size is not a multiple of ``2 ** L``, the root of the incomplete last subtree. RFC 6962 splits
+    a tree at the largest power of two below its size, so the path above a level-``L`` subtree
+    is that subtree root's inclusion path in the tree of these roots."""
+
+    def __init__(self, levels: _Levels, complete: int, partial: bytes | None) -> None:
+        self.levels = levels
+        self.complete = complete
+        self.partial = partial
+        self.size = complete + (partial is not None)
+        self._edge: dict[tuple[int, int], bytes] = {}
+        self._ranges: dict[tuple[int, int], bytes] = {}
+
+    def node(self, k: int, j: int) -> bytes:
+        """The hash over roots ``[j << k, (j + 1) << k)``, which must lie inside this tree."""
+        if (j + 1) << k <= self.complete:
+            return self.levels.nodes[k][j]
+        found = self._edge.get((k, j))  # a node over the incomplete last subtree
+        if found is None:
+            if self.partial is None or (j + 1) << k != self.size:
+                raise TreeSizeError(f"no complete node ({k}, {j}) above level {self.levels.level} in this tree")
+            found = self.partial if k == 0 else merkle.node_hash(self.node(k - 1, 2 * j), self.node(k - 1, 2 * j + 1))
+            self._edge[(k, j)] = found
+        return found
+
+    def _range(self, lo: int, hi: int) -> bytes:
+        """MTH over roots ``[lo, hi)`` (``lo`` aligned as RFC 6962 splits leave it)."""
+        width = hi - lo
+        if width & (width - 1) == 0:
+            return self.node(width.bit_length() - 1, lo >> (width.bit_length() - 1))
+        found = self._ranges.get((lo, hi))  # right-edge ranges: a few per tree, memoised
+        if found is None:
+            k = 1 << ((width - 1).bit_length() - 1)
+            found = self._ranges[(lo, hi)] = merkle.node_hash(self.node(k.bit_length() - 1, lo // k),
+                                                            self._range(lo + k, hi))
+        return found
+
+    def path(self, subtree: int) -> list[bytes]:
+        """RFC 9162 ``PATH(subtree, roots)``, from the bottom up."""
+        out: list[bytes] = []
+        lo, hi = 0, self.size
+        while hi - lo > 1:
+            k = 1 << ((hi - lo - 1).bit_length() - 1)
+            mid = lo + k
+            if subtree < mid:
+                out.append(self._range(mid, hi))
+                hi = mid
+            else:
+                out.append(self.node(k.bit_length() - 1, lo // k))
+                lo = mid
+        out.reverse()
+        return out
 
 
 def _placeholder(conn: Connection) -> str:

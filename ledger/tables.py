@@ -54,6 +54,9 @@ log_entries = Table(
     # Canonical JSON (RFC 8785) of the record; personal data stays here, never on chain.
     Column("record", Text, nullable=True),
     Column("appended_at", DateTime(timezone=True), nullable=False),
+    # Proofs and leaf checks read an entry's leaf data from this index alone: records make the
+    # table rows large, and a cold page per entry is what a page of proofs would otherwise wait for.
+    Index("ix_log_entries_leaf", "log_id", "idx", "leaf_hash", "record_digest", "salt", "appended_at"),
 )
 
 tree_nodes = Table(

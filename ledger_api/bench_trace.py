@@ -562,86 +562,134 @@ class _Server:
 # --------------------------------------------------------------------------- the run
 
 
+def _capture(p: Progress, tracer: Any, data: ChainData, batch: int, work: Path) -> dict[str, Any]:
+    """Register the operators and capture every event in time order, batch by batch."""
+    ids = {}
+    t_reg = time.perf_counter()
+    for o in data.operators:
+        ids[o.key] = tracer.register_operator(o.name, o.licence, o.role, o.gln, o.location_name).id
+    reg_s = time.perf_counter() - t_reg
+    n = len(data.events)
+    p.say(f"[2/6] capture: {n:,} events through Tracer.capture_many, batches of {batch:,} "
+          f"(operators registered in {reg_s:.1f} s)")
+    rates: list[float] = []
+    done, next_report = 0, 0.1
+    t0 = time.perf_counter()
+    while done < n:
+        chunk = [(ev, ids[who]) for ev, who in data.events[done:done + batch]]
+        t1 = time.perf_counter()
+        tracer.capture_many(chunk)
+        rates.append(len(chunk) / (time.perf_counter() - t1))
+        done += len(chunk)
+        if done >= next_report * n or done == n:
+            el = time.perf_counter() - t0
+            p.say(f"      {done:,} / {n:,}  {done / el:,.0f} events/s overall, last batch {rates[-1]:,.0f}/s, "
+                  f"eta {(n - done) / (done / el):,.0f} s")
+            while next_report * n <= done:
+                next_report += 0.1
+    cap_s = time.perf_counter() - t0
+    return {
+        "events": n, "batch": batch, "seconds": round(cap_s, 1), "events_per_s": round(n / cap_s),
+        "events_per_s_p50_batch": round(statistics.median(rates)),
+        "events_per_s_first_10pct": round(statistics.median(rates[:max(1, len(rates) // 10)])),
+        "events_per_s_last_10pct": round(statistics.median(rates[-max(1, len(rates) // 10):])),
+        "db_bytes": sum(f.stat().st_size for f in (work / "data").glob("ledger.db*")),
+    }
+
+
 def run_trace_benchmark(*, events: int = 1_000_000, out_dir: Path = Path("bench"), console: Any = None,
                         page_samples: int = 500, batch: int = 2_000, baseline_samples: int = 10,
-                        seed: int = 20261121, keep_db: bool = False) -> dict[str, Any]:
+                        seed: int = 20261121, keep_db: bool = False, db: Path | None = None,
+                        only: str | None = None, page_seed: int | None = None) -> dict[str, Any]:
     """Run the traceability benchmark; print a table, write ``out_dir/trace.json``, return the results.
 
     ``events``: at least this many EPCIS events are generated and captured; ``page_samples``:
     distinct retail cut lots whose consumer page is fetched (first hit); ``baseline_samples``: lots
-    whose provenance is also answered by replaying the event list (each a few full scans)."""
+    whose provenance is also answered by replaying the event list (each a few full scans).
+
+    ``db``: a directory that keeps the captured database. The first run with it captures and
+    records what it captured (``bench-meta.json``); a later run with the same ``events`` and
+    ``seed`` skips capture and measures the kept database (capture figures are then those of the
+    run that captured it). ``only="page"``: measure just the consumer page (no generation when the
+    database is kept) and write ``out_dir/trace-page.json`` instead of ``trace.json``.
+    ``page_seed``: picks the lots whose page is fetched (default ``seed + 1``); another seed
+    measures lots a previous run on a kept database has not touched (cold pages)."""
     import httpx
 
     from .app import create_app
     from .settings import Settings
 
+    if only not in (None, "page"):
+        raise ValueError(f"only is None or 'page'; got {only!r}")
     p = Progress(console)
-    work = Path(tempfile.mkdtemp(prefix="trace-bench-"))
+    work = Path(db) if db is not None else Path(tempfile.mkdtemp(prefix="trace-bench-"))
+    meta_path = work / "bench-meta.json"
+    meta: dict[str, Any] | None = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    reuse = bool(meta and meta.get("captured"))
+    if db is not None and (meta is not None or (work / "data").exists()):
+        if not reuse or meta is None or (meta["seed"], meta["events_asked"]) != (seed, events):
+            got = "an unfinished capture" if not reuse or meta is None else \
+                f"events={meta['events_asked']}, seed={meta['seed']}"
+            raise ValueError(f"{work} holds {got}; expected a capture of events={events}, seed={seed} "
+                             "(choose another --db, or delete it)")
+    work.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "benchmark": "trace", "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "database": "sqlite (WAL, synchronous=FULL), temp file", "chain": "memory (in-process)",
+        "database": "sqlite (WAL, synchronous=FULL), " + ("kept in " + str(work) if db is not None else "temp file"),
+        "chain": "memory (in-process)",
     }
+    keep = keep_db or db is not None
     try:
-        # 1. the data set
-        p.say(f"[1/6] generating a pork chain of at least {events:,} EPCIS events (seed {seed})")
-        gen_s, data = _timed(lambda: generate_chain(events, seed=seed, progress=p))
-        n = len(data.events)
+        # 1. the data set (not needed to measure only the page of a kept database)
+        data: ChainData | None = None
         per_day: Counter[date] = Counter()
-        for ev, _ in data.events:
-            per_day[datetime.fromisoformat(ev["eventTime"]).date()] += 1
-        results["data"] = {
-            "events": n, "lots": data.lots, "pig_lots": data.batches, "operators": len(data.operators),
-            "operators_by_role": dict(Counter(o.role for o in data.operators)),
-            "events_by_kind": data.counts, "retail_cut_lots": len(data.retail_lots),
-            "days": len(per_day), "generation_s": round(gen_s, 1), "seed": seed,
-        }
-        p.say(f"      {n:,} events, {data.lots:,} lots, {len(data.operators):,} operators, "
-              f"{len(per_day)} days, generated in {gen_s:.0f} s")
+        if reuse and only == "page":
+            assert meta is not None
+            results["data"] = meta["data"]
+            retail_lots = [ProductId.from_key(k) for k in meta["retail_lots"]]
+            n = meta["data"]["events"]
+            p.say(f"[1/6] kept database {work}: {n:,} events (seed {seed}), no generation")
+        else:
+            p.say(f"[1/6] generating a pork chain of at least {events:,} EPCIS events (seed {seed})")
+            gen_s, data = _timed(lambda: generate_chain(events, seed=seed, progress=p))
+            n = len(data.events)
+            retail_lots = data.retail_lots
+            for ev, _ in data.events:
+                per_day[datetime.fromisoformat(ev["eventTime"]).date()] += 1
+            results["data"] = {
+                "events": n, "lots": data.lots, "pig_lots": data.batches, "operators": len(data.operators),
+                "operators_by_role": dict(Counter(o.role for o in data.operators)),
+                "events_by_kind": data.counts, "retail_cut_lots": len(data.retail_lots),
+                "days": len(per_day), "generation_s": round(gen_s, 1), "seed": seed,
+            }
+            p.say(f"      {n:,} events, {data.lots:,} lots, {len(data.operators):,} operators, "
+                  f"{len(per_day)} days, generated in {gen_s:.0f} s")
 
         settings = Settings(_env_file=None, data_dir=work / "data", chain="memory",  # type: ignore[call-arg]
                             anchor_interval_s=1.0, max_bulk_records=max(batch, 10_000))
         app = create_app(settings)
         rt = app.state.runtime
         tracer = rt.tracer
-        ids = {}
-        t_reg = time.perf_counter()
-        for o in data.operators:
-            ids[o.key] = tracer.register_operator(o.name, o.licence, o.role, o.gln, o.location_name).id
-        reg_s = time.perf_counter() - t_reg
-
-        # 2. capture
-        p.say(f"[2/6] capture: {n:,} events through Tracer.capture_many, batches of {batch:,} "
-              f"(operators registered in {reg_s:.1f} s)")
-        rates: list[float] = []
-        done, next_report = 0, 0.1
-        t0 = time.perf_counter()
-        while done < n:
-            chunk = [(ev, ids[who]) for ev, who in data.events[done:done + batch]]
-            t1 = time.perf_counter()
-            tracer.capture_many(chunk)
-            rates.append(len(chunk) / (time.perf_counter() - t1))
-            done += len(chunk)
-            if done >= next_report * n or done == n:
-                el = time.perf_counter() - t0
-                p.say(f"      {done:,} / {n:,}  {done / el:,.0f} events/s overall, last batch {rates[-1]:,.0f}/s, "
-                      f"eta {(n - done) / (done / el):,.0f} s")
-                while next_report * n <= done:
-                    next_report += 0.1
-        cap_s = time.perf_counter() - t0
-        results["capture"] = {
-            "events": n, "batch": batch, "seconds": round(cap_s, 1), "events_per_s": round(n / cap_s),
-            "events_per_s_p50_batch": round(statistics.median(rates)),
-            "events_per_s_first_10pct": round(statistics.median(rates[:max(1, len(rates) // 10)])),
-            "events_per_s_last_10pct": round(statistics.median(rates[-max(1, len(rates) // 10):])),
-            "db_bytes": sum(f.stat().st_size for f in (work / "data").glob("ledger.db*")),
-        }
+        if reuse:
+            assert meta is not None
+            results["capture"] = {**meta["capture"], "from_kept_db": str(work)}
+            p.say(f"[2/6] capture skipped: the kept database already holds the {n:,} events")
+        else:
+            assert data is not None
+            results["capture"] = _capture(p, tracer, data, batch, work)
+            meta = {"events_asked": events, "seed": seed, "batch": batch, "captured": True,
+                    "data": results["data"], "capture": results["capture"],
+                    "retail_lots": [pid.lot_key for pid in data.retail_lots]}
+            if keep:
+                meta_path.write_text(json.dumps(meta, indent=1, default=str) + "\n")
 
         # 3. anchor, then the consumer page through HTTP
         t_a, _ = _timed(lambda: rt.anchorer.flush("trace", timeout_s=600))
         results["anchor"] = {"tree_size": rt.store.tree_size("trace"), "seconds": round(t_a, 2)}
-        rng = random.Random(seed + 1)
-        sample = rng.sample(data.retail_lots, min(page_samples + 5, len(data.retail_lots)))
+        rng = random.Random(seed + 1 if page_seed is None else page_seed)
+        results["page_seed"] = seed + 1 if page_seed is None else page_seed
+        sample = rng.sample(retail_lots, min(page_samples + 5, len(retail_lots)))
         warmup, sample = sample[:5], sample[5:]
         port = _free_port()
         p.say(f"[3/6] consumer page GET /01/{{gtin}}/10/{{lot}} on 127.0.0.1:{port}: {len(sample)} distinct retail "
@@ -702,10 +750,13 @@ def run_trace_benchmark(*, events: int = 1_000_000, out_dir: Path = Path("bench"
                 "pages_with_unverified_steps": unverified, "target_p95_ms": 50, "breakdown_direct": breakdown,
             }
             del r
+            if only == "page":
+                return _finish(results, out_dir / "trace-page.json", p, table=False)
 
             # 6a. the replay baseline for provenance, same lots
             p.say(f"[4/6] replay baseline: provenance of {len(base_lots)} of those lots by scanning the "
                   f"{n:,}-event list")
+            assert data is not None
             replay = Replay([ev for ev, _ in data.events], data.operators)
             prov_naive = []
             for pid in base_lots:
@@ -776,18 +827,26 @@ def run_trace_benchmark(*, events: int = 1_000_000, out_dir: Path = Path("bench"
                 "ratio": _ratio(t_nd, t_q + t_c),
             }
 
-            # 4b. the recall itself (flags every descendant, logs a recall event each, LotStatus on chain)
-            t_r, rec = _timed(lambda: tracer.recall(root, "benchmark: Salmonella in carcass swab",
-                                                    regulator="Hunan Market Regulation"))
-            try:
-                from evidence_ledger.ledger.chain import lot_key
+            # 4b. the recall itself (flags every descendant, logs a recall event each, LotStatus on chain);
+            # a kept database was already recalled by the run that captured it: not twice.
+            if meta is not None and meta.get("recalled"):
+                results["recall"] = {"root": meta["recalled"], "skipped": "already recalled in the kept database",
+                                     **meta.get("recall", {})}
+            else:
+                t_r, rec = _timed(lambda: tracer.recall(root, "benchmark: Salmonella in carcass swab",
+                                                        regulator="Hunan Market Regulation"))
+                try:
+                    from evidence_ledger.ledger.chain import lot_key
 
-                status: Any = rt.anchorer.chain().lot_status(lot_key(*_gtin_lot(root))).status
-            except Exception as e:  # noqa: BLE001 - reported, not fatal
-                status = f"not read: {type(e).__name__}: {e}"
-            results["recall"] = {"root": root, "lots_flagged": len(rec.lots), "holders": len(rec.holders),
-                                 "ms": _ms(t_r), "chain": "memory (LotStatus set by on_recall)",
-                                 "lot_status_after": str(status) if status is not None else None}
+                    status: Any = rt.anchorer.chain().lot_status(lot_key(*_gtin_lot(root))).status
+                except Exception as e:  # noqa: BLE001 - reported, not fatal
+                    status = f"not read: {type(e).__name__}: {e}"
+                results["recall"] = {"root": root, "lots_flagged": len(rec.lots), "holders": len(rec.holders),
+                                     "ms": _ms(t_r), "chain": "memory (LotStatus set by on_recall)",
+                                     "lot_status_after": str(status) if status is not None else None}
+                if keep and meta is not None:
+                    meta.update(recalled=root, recall=results["recall"])
+                    meta_path.write_text(json.dumps(meta, indent=1, default=str) + "\n")
         results["ratios"] = {
             "provenance_replay_vs_ours": results["provenance"]["ratio"],
             "trace_forward_replay_vs_ours": results["trace_forward"]["ratio"],
@@ -795,15 +854,25 @@ def run_trace_benchmark(*, events: int = 1_000_000, out_dir: Path = Path("bench"
             "fsma_day_replay_vs_ours": results["fsma_day"]["ratio"],
         }
     finally:
-        if keep_db:
+        if keep:
             p.say(f"database kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
         gc.collect()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / "trace.json"
+    return _finish(results, out_dir / "trace.json", p)
+
+
+def _finish(results: dict[str, Any], out: Path, p: Progress, *, table: bool = True) -> dict[str, Any]:
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    _print_table(results)
+    if table:
+        _print_table(results)
+    else:
+        pg = results["page"]
+        print(f"consumer page first hit p50 / p95 / max: {pg['first_hit_ms_p50']} / {pg['first_hit_ms_p95']} / "
+              f"{pg['first_hit_ms_max']} ms; warm p50 / p95: {pg['warm_ms_p50']} / {pg['warm_ms_p95']} ms; "
+              f"{pg['samples']} lots, {pg['pages_with_unverified_steps']} with unverified steps; "
+              f"direct: {pg['breakdown_direct']}", flush=True)
     p.say(f"written {out}")
     return results
 

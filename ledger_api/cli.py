@@ -295,11 +295,17 @@ def bench_flows(invoices: Annotated[int, typer.Option(help="invoices generated, 
 @bench_app.command("trace")
 def bench_trace(events: Annotated[int, typer.Option(help="EPCIS events generated and captured")] = 1_000_000,
                 page_samples: Annotated[int, typer.Option(help="consumer pages fetched over HTTP")] = 500,
-                out_dir: Annotated[Path, typer.Option(help="where the JSON goes")] = Path("bench")) -> None:
+                out_dir: Annotated[Path, typer.Option(help="where the JSON goes")] = Path("bench"),
+                db: Annotated[Path | None, typer.Option(
+                    help="directory keeping the captured database; reused by a later run with the same events")] = None,
+                only: Annotated[str | None, typer.Option(help="'page': measure only the consumer page")] = None,
+                page_seed: Annotated[int | None, typer.Option(help="seed picking the lots whose page is fetched")] = None,
+                ) -> None:
     """Trace benchmark: capture, consumer page over HTTP, recall trace, FSMA export vs replaying events."""
     from .bench_trace import run_trace_benchmark
 
-    run_trace_benchmark(events=events, out_dir=out_dir, console=out, page_samples=page_samples)
+    run_trace_benchmark(events=events, out_dir=out_dir, console=out, page_samples=page_samples, db=db, only=only,
+                        page_seed=page_seed)
 
 
 def main() -> None:

@@ -233,6 +233,8 @@ class Step:
     status: str
     source_name: str | None = None
     destination_name: str | None = None
+    # The event's canonical JSON as committed to the log: the page checks it against the leaf.
+    record: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -1764,7 +1766,8 @@ class Tracer:
                 step_rows += conn.execute(
                     select(E.c.log_index, E.c.event_id, E.c.event_time, E.c.type, E.c.biz_step, E.c.disposition,
                            E.c.operator_id, E.c.status, E.c.kind, E.c.source_operator_id,
-                           E.c.destination_operator_id, EL.c.lot_key, EL.c.quantity, EL.c.uom, EL.c.role)
+                           E.c.destination_operator_id, E.c.record, EL.c.lot_key, EL.c.quantity, EL.c.uom,
+                           EL.c.role)
                     .select_from(EL.join(E, E.c.log_index == EL.c.log_index))
                     .where(EL.c.lot_key.in_(chunk))).all()
             certs = []
@@ -1790,7 +1793,7 @@ class Tracer:
                              r.disposition, r.operator_id, op.name if op else None, op.role if op else None,
                              (op.location_name or op.name) if op else None, r.lot_key, r.quantity, r.uom,
                              r.status if r.kind == "event" else "declaration",
-                             self._name(r.source_operator_id), self._name(r.destination_operator_id))
+                             self._name(r.source_operator_id), self._name(r.destination_operator_id), r.record)
         ordered = tuple(sorted(steps.values(), key=lambda s: (s.event_time, s.log_index)))
         # The farm of origin: the earliest lot created by a farm; else the earliest root lot's creator.
         origin = None

@@ -130,7 +130,8 @@ event_lots = Table(
     Column("quantity", Float, nullable=True),
     Column("uom", String(8), nullable=True),
     Column("event_time", DateTime(timezone=True), nullable=False),
-    Index("ix_trace_event_lots_lot_time", "lot_key", "event_time"),
+    # Covering (t0002): a lot's steps are read from the index alone, not one table page per step.
+    Index("ix_trace_event_lots_lot_cover", "lot_key", "event_time", "log_index", "role", "quantity", "uom"),
 )
 
 lineage = Table(
@@ -190,6 +191,7 @@ shipments = Table(
     Column("status", String(12), nullable=False),  # open | received | cancelled
     CheckConstraint("status IN ('open', 'received', 'cancelled')", name="status"),
     Index("ix_trace_shipments_destination_lot", "destination_operator_id", "lot_key"),
+    Index("ix_trace_shipments_lot_status", "lot_key", "status"),  # a lot's in-transit holders (t0002)
 )
 
 certificates = Table(

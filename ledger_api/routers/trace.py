@@ -320,10 +320,12 @@ def _caches(request: Request) -> tuple[dict[int, int], dict[int, bytes]]:
     return state.trace_verified, state.trace_roots
 
 
-def verify_steps(request: Request, indexes: list[int]) -> dict[int, tuple[bool, str, int | None]]:
-    """Real checks, all steps of a page at once: each step's record hashes to its committed
-    digest, salt and digest hash to its leaf, and the leaf's inclusion proof leads to the root of
-    the newest anchored checkpoint (whose log signature is verified)."""
+def verify_steps(request: Request, records: dict[int, str | None]) -> dict[int, tuple[bool, str, int | None]]:
+    """Real checks, all steps of a page at once: each step's event record (the copy the page is
+    built from, keyed by log index) hashes to its committed digest, salt and digest hash to its
+    leaf, and the leaf's inclusion proof leads to the root of the newest anchored checkpoint
+    (whose log signature is verified)."""
+    indexes = list(records)
     r = rt(request)
     _verified, _roots = _caches(request)
     out: dict[int, tuple[bool, str, int | None]] = {}
@@ -353,8 +355,8 @@ def verify_steps(request: Request, indexes: list[int]) -> dict[int, tuple[bool, 
         if opened is None or opened.tree_size != size:
             return {**out, **{i: (False, "checkpoint signature failed", None) for i in todo}}
         root = _roots[size] = opened.root_hash
-    for i, (entry, proof) in r.store.inclusion_proofs("trace", todo, size).items():
-        body = entry.record_canonical or b""
+    for i, (entry, proof) in r.store.inclusion_proofs("trace", todo, size, with_records=False).items():
+        body = (records[i] or "").encode()
         leaf = merkle.leaf_hash(canonical.leaf_entry(entry.salt, entry.record_digest))
         try:
             if canonical.record_digest(body) != entry.record_digest or leaf != entry.leaf_hash:
@@ -371,7 +373,7 @@ def verify_steps(request: Request, indexes: list[int]) -> dict[int, tuple[bool, 
 def provenance_view(request: Request, p: Provenance) -> dict[str, Any]:
     labels = {"quarantine": "Animal quarantine certificate", "meat_inspection": "Meat quality inspection certificate"}
     steps = []
-    checked = verify_steps(request, [s.log_index for s in p.steps])
+    checked = verify_steps(request, {s.log_index: s.record for s in p.steps})
     what = {"commissioning": "Raised and registered", "shipping": "Shipped", "receiving": "Received",
             "transforming": "Cut", "packing": "Packed", "inspecting": "Inspected", "holding": "Held",
             "destroying": "Disposed", "selling": "Sold"}

@@ -11,6 +11,7 @@ from evidence_ledger.ledger.checkpoint import NoteSigner, NoteVerifier, generate
 from evidence_ledger.ledger.errors import (
     CanonicalizationError,
     EntryNotFoundError,
+    InclusionProofError,
     LogNotFoundError,
     RecordTooLargeError,
     TreeSizeError,
@@ -148,3 +149,61 @@ def test_inclusion_proofs_for_many_leaves_at_once_match_single_proofs(store: Log
         merkle.verify_inclusion(entry.leaf_hash, i, 650, proof, root)
     with pytest.raises(TreeSizeError, match=r"leaf indexes must be in \[0, 650\)"):
         store.inclusion_proofs("evidence", [649, 650], 650)
+
+
+def test_inclusion_proofs_without_records_read_the_covering_index(store: LogStore) -> None:
+    store.append_many("evidence", [{"i": i} for i in range(40)])
+    full = store.inclusion_proofs("evidence", [0, 7, 39], 40)
+    lean = store.inclusion_proofs("evidence", [0, 7, 39], 40, with_records=False)
+    assert sorted(lean) == [0, 7, 39]
+    for i, (entry, proof) in lean.items():
+        assert entry.record_canonical is None and full[i][0].record_canonical == canonical.canonicalize({"i": i})
+        assert (entry.leaf_hash, entry.record_digest, entry.salt, entry.appended_at) == (
+            full[i][0].leaf_hash, full[i][0].record_digest, full[i][0].salt, full[i][0].appended_at)
+        assert proof == full[i][1]
+    if store.engine.dialect.name == "sqlite":  # the planner must not fall back to the table rows
+        with store.engine.connect() as conn:
+            plan = conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT idx, leaf_hash, record_digest, salt, appended_at FROM log_entries "
+                "INDEXED BY ix_log_entries_leaf WHERE log_id = 1 AND idx IN (1, 2)").all()
+        assert "USING COVERING INDEX ix_log_entries_leaf" in plan[0][-1]
+
+
+@pytest.mark.parametrize("width_bits", [1, 3, 5])
+def test_inclusion_proofs_from_the_cached_top_match_single_proofs_as_the_log_grows(
+        store: LogStore, monkeypatch: pytest.MonkeyPatch, width_bits: int) -> None:
+    # A narrow top splits even a small tree at a level > 0: the path below comes from the
+    # database, the path above from the in-memory top, which is kept per tree size and reused.
+    from evidence_ledger.ledger import log as log_module
+
+    monkeypatch.setattr(log_module, "_TOP_WIDTH_BITS", width_bits)
+    entries = []
+    for grow, sizes in ((77, (1, 2, 3, 64, 65, 77)), (123, (200, 77, 100, 128, 129))):
+        entries += store.append_many("evidence", [{"i": len(entries) + i} for i in range(grow)])
+        for size in sizes:
+            root = store.root_hash("evidence", size)
+            indexes = sorted({0, size - 1, size // 2, *range(0, size, 7)})
+            for _ in range(2):  # the second read comes from the cached top
+                proofs = store.inclusion_proofs("evidence", indexes, size)
+                assert sorted(proofs) == indexes
+                for i, (entry, proof) in proofs.items():
+                    assert entry.leaf_hash == entries[i].leaf_hash
+                    assert proof == store.inclusion_proof("evidence", i, size)
+                    merkle.verify_inclusion(entry.leaf_hash, i, size, proof, root)
+    assert len(store._tops) <= log_module._TOP_SIZES_KEPT
+
+
+def test_a_tampered_cached_top_fails_verification(store: LogStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The top is a cache, not a trust anchor: a wrong hash in it yields a proof that fails.
+    from evidence_ledger.ledger import log as log_module
+
+    monkeypatch.setattr(log_module, "_TOP_WIDTH_BITS", 2)
+    entries = store.append_many("evidence", [{"i": i} for i in range(40)])
+    root = store.root_hash("evidence", 40)
+    store.inclusion_proofs("evidence", [5], 40)
+    top = store._tops[(store.log("evidence").id, 40)]
+    top.levels.nodes[0][1] = bytes(32)  # the subtree right of leaf 5's
+    (entry, proof), = store.inclusion_proofs("evidence", [5], 40).values()
+    with pytest.raises(InclusionProofError, match="root mismatch: proof gives"):
+        merkle.verify_inclusion(entry.leaf_hash, 5, 40, proof, root)
+    assert entry.leaf_hash == entries[5].leaf_hash

@@ -180,6 +180,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         for u in (a, n, b):
             tokens[u] = rt.tokens.create(f"enterprise {u}", {"enterprise"}, subject=f"enterprise:{u}")[0]
         d = fb.commit_draw(period, INSPECTORS, per_enterprise=1)
+        rt.anchorer.flush("flows", timeout_s=20)  # the reveal mixes in the commitment's anchoring block
         fb.reveal_draw(d.id)
         invoice_a = next(i.key_hex for i in eco.invoices if i.seller_uscc == a)
         yield World(client=client, tokens=tokens, a=a, n=n, b=b, c=c, period=period, finding_a=by_uscc[a][0],

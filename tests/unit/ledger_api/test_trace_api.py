@@ -190,3 +190,67 @@ def test_gs1_examples_are_accepted_by_import_and_rejected_as_own_capture(api: Ap
         again = c.post("/api/v1/trace/imports", json=doc, headers=reg)
         assert again.status_code == 409 and again.json()["error"]["rule"] == "duplicate_event"
     assert total == 12
+
+
+def test_every_step_of_the_page_is_checked_against_the_anchored_checkpoint(
+        api: Api, chain: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A narrow proof top (2 ** 2 subtrees) so that every proof mixes database nodes and the
+    # in-memory top; the log grows and is anchored again between pages; a record altered in the
+    # database fails its step, and only that step.
+    from sqlalchemy import text
+
+    from evidence_ledger.ledger import log as log_module
+
+    monkeypatch.setattr(log_module, "_TOP_WIDTH_BITS", 2)
+    c, loin = api.client, chain["loin"]
+    view = c.get(f"/api/v1/trace/lots/{GTIN_LOIN}/LOIN-11/provenance").json()["view"]
+    first_size = api.runtime.store.tree_size("trace")
+    assert view["steps"] and all(s["verified"] and s["tree_size"] == first_size for s in view["steps"])
+    r = chain["form"]("r1", "ship", time=at(10), items=[{**loin, "kg": 5}], counterpartyId=chain["ops"]["r2"]["id"])
+    assert r.status_code == 201, r.text
+    view = c.get(f"/api/v1/trace/lots/{GTIN_LOIN}/LOIN-11/provenance").json()["view"]
+    assert [s["ledger_note"] for s in view["steps"] if not s["verified"]] == ["awaiting anchoring"]
+    api.runtime.anchorer.flush("trace", timeout_s=20)
+    view = c.get(f"/api/v1/trace/lots/{GTIN_LOIN}/LOIN-11/provenance").json()["view"]
+    assert all(s["verified"] for s in view["steps"])
+    assert view["steps"][-1]["tree_size"] == first_size + 1
+    # A new app (empty verification cache) re-checks every step; the event record the page is
+    # built from altered in the database (one changed digit), then a leaf's salt altered.
+    belly = c.get(f"/api/v1/trace/lots/{GTIN_BELLY}/BELLY-11/provenance").json()
+    victim, other = belly["steps"][-1]["log_index"], belly["steps"][0]["log_index"]
+    with api.runtime.store.engine.begin() as conn:
+        record = conn.execute(text("SELECT record FROM trace_events WHERE log_index = :i"), {"i": victim}).scalar_one()
+        tampered = record.replace('"eventTime":"2', '"eventTime":"1', 1)
+        assert tampered != record
+        conn.execute(text("UPDATE trace_events SET record = :r WHERE log_index = :i"), {"r": tampered, "i": victim})
+    api.client.app.state.trace_verified.clear()
+    steps = c.get(f"/api/v1/trace/lots/{GTIN_BELLY}/BELLY-11/provenance").json()["view"]["steps"]
+    order = [s["log_index"] for s in belly["steps"]]  # the view lists the same steps in the same order
+    failed = [s for s in steps if not s["verified"]]
+    assert [i for i, s in zip(order, steps, strict=True) if not s["verified"]] == [victim]
+    assert failed[0]["ledger_note"].startswith("proof failed: the stored record no longer hashes")
+    assert len(steps) == len(belly["steps"]) > 3
+    with api.runtime.store.engine.begin() as conn:
+        conn.execute(text("UPDATE log_entries SET salt = :s WHERE idx = :i AND log_id = "
+                          "(SELECT id FROM logs WHERE name = 'trace')"), {"s": b"\x00" * 32, "i": other})
+    api.client.app.state.trace_verified.clear()
+    steps = c.get(f"/api/v1/trace/lots/{GTIN_BELLY}/BELLY-11/provenance").json()["view"]["steps"]
+    assert sorted(i for i, s in zip(order, steps, strict=True) if not s["verified"]) == sorted([victim, other])
+
+
+def test_trace_benchmark_keeps_its_database_and_measures_only_the_page_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from evidence_ledger.ledger_api.bench_trace import run_trace_benchmark
+
+    kept = tmp_path / "db"
+    first = run_trace_benchmark(events=1200, out_dir=tmp_path / "out", page_samples=4, db=kept, only="page")
+    assert (kept / "bench-meta.json").exists() and (tmp_path / "out" / "trace-page.json").exists()
+    assert first["page"]["samples"] == 4 and first["page"]["pages_with_unverified_steps"] == 0
+    again = run_trace_benchmark(events=1200, out_dir=tmp_path / "out", page_samples=4, db=kept, only="page",
+                                page_seed=7)
+    assert again["capture"]["from_kept_db"] == str(kept)
+    assert again["capture"]["events"] == first["capture"]["events"] == first["data"]["events"]
+    assert again["page_seed"] == 7 and again["page"]["pages_with_unverified_steps"] == 0
+    with pytest.raises(ValueError, match=r"holds events=1200, seed=20261121; expected a capture of events=1200, seed=5"):
+        run_trace_benchmark(events=1200, out_dir=tmp_path / "out", page_samples=4, db=kept, only="page", seed=5)
+    with pytest.raises(ValueError, match=r"only is None or 'page'; got 'capture'"):
+        run_trace_benchmark(events=1200, out_dir=tmp_path / "out", db=kept, only="capture")

@@ -34,8 +34,49 @@ def test_migrations_build_exactly_the_declared_schema(engine) -> None:  # type: 
         ctx = MigrationContext.configure(conn, opts={
             "include_name": lambda name, type_, parent: type_ != "table" or name in tables.metadata.tables})
         assert compare_metadata(ctx, tables.metadata) == []
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version_trace").scalar() == "t0001"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version_trace").scalar() == "t0002"
     assert set(tables.metadata.tables) <= set(inspect(engine).get_table_names())
+
+
+def test_t0002_adds_the_consumer_page_indexes_to_an_existing_database(engine) -> None:  # type: ignore[no-untyped-def]
+    # A database captured at t0001 (the rows exist) gains the indexes; the holders and steps they
+    # serve are the same, and SQLite's planner uses them (no scan of every shipment, no table
+    # page per step).
+    from alembic import command
+    from alembic.config import Config
+
+    from evidence_ledger.ledger.log import LogStore
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes.update(connection=conn, version_table=db.VERSION_TABLE)
+        command.upgrade(cfg, "t0001")
+    assert "ix_trace_shipments_lot_status" not in {i["name"] for i in inspect(engine).get_indexes("trace_shipments")}
+    store = LogStore(engine)
+    store.ensure_log(TRACE_LOG, "test.example/trace/t0002")
+    chain = build_chain(Tracer(engine, store), through="slaughter")
+    ab, wa = chain.ops["abattoir"], chain.ops["wa"]
+    chain.capture("ship_wa", chain.ship(ab, wa, [(LOIN, 40)], at(8), invoice="S-1"), ab)
+    before = chain.tracer.lot(LOIN).holders
+    steps_before = chain.tracer.provenance(LOIN).steps
+    assert any(h.in_transit for h in before)
+    db.migrate(engine)
+    assert "ix_trace_shipments_lot_status" in {i["name"] for i in inspect(engine).get_indexes("trace_shipments")}
+    assert {i["name"] for i in inspect(engine).get_indexes("trace_event_lots")} == {"ix_trace_event_lots_lot_cover"}
+    after = Tracer(engine, store)
+    assert after.lot(LOIN).holders == before
+    assert after.provenance(LOIN).steps == steps_before
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT destination_operator_id FROM trace_shipments "
+                "WHERE lot_key IN (?, ?) AND status = 'open'", (LOIN.key, HAM.key)))
+            assert "ix_trace_shipments_lot_status" in plan
+            plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT log_index, role, quantity, uom FROM trace_event_lots "
+                "WHERE lot_key IN (?, ?)", (LOIN.key, HAM.key)))
+            assert "COVERING INDEX ix_trace_event_lots_lot_cover" in plan
 
 
 def test_operators(tracer: Tracer) -> None:

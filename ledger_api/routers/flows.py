@@ -698,6 +698,14 @@ def list_accesses(request: Request, principal: Principal = Depends(require(A, MA
 
 # -- pages ------------------------------------------------------------------------------------------------
 
+@pages_router.get("/flows/draws", response_class=HTMLResponse)
+def draws_page(request: Request, period: str | None = None,
+               principal: Principal | None = Depends(optional_principal)) -> HTMLResponse:
+    """Every inspection draw, newest first (public: anyone may recompute any of them)."""
+    return page(request, "flows_draws.html", principal, draws=list(reversed(book(request).draws(period=period))),
+                period=period)
+
+
 @pages_router.get("/flows/draws/{draw_id}", response_class=HTMLResponse)
 def draw_page(draw_id: str, request: Request,
               principal: Principal | None = Depends(optional_principal)) -> HTMLResponse:

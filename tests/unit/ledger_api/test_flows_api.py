@@ -487,6 +487,12 @@ def test_draw_commit_reveal_verify_and_public_page(economy_api: dict) -> None:
         assert expected in page.text
     for s in pub["selections"]:
         assert s["uscc"] in page.text
+    listing = api.client.get("/flows/draws")
+    assert listing.status_code == 200 and f'href="/flows/draws/{d["id"]}"' in listing.text
+    assert f"revealed</td>\n      <td>{len(pub['selections'])}</td>" in listing.text
+    assert 'href="/flows/draws">Inspections</a>' in listing.text
+    empty = api.client.get("/flows/draws?period=2020-01")
+    assert empty.status_code == 200 and "No draws for 2020-01 yet." in empty.text
     assert len(api.accesses()) == before  # public draw reads are not agency reads
     assert api.get("/api/v1/flows/draws").json()[0]["id"] == d["id"]
 

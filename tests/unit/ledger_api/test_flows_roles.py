@@ -141,6 +141,7 @@ MATRIX: list[Row] = [
     Row("GET", "/draws/{draw_id}", EVERYONE, _fixed("/api/v1/flows/draws/{w.draw_id}")),
     Row("GET", "/draws/{draw_id}/verify", EVERYONE, _fixed("/api/v1/flows/draws/{w.draw_id}/verify")),
     Row("GET", "/accesses", frozenset({"admin", "market"}), _fixed("/api/v1/flows/accesses")),
+    Row("GET", "/flows/draws", EVERYONE, _fixed("/flows/draws"), page=True),
     Row("GET", "/flows/draws/{draw_id}", EVERYONE, _fixed("/flows/draws/{w.draw_id}"), page=True),
     Row("GET", "/flows/enterprises/{uscc}", frozenset({"admin", "tax", "hr", "market", "police", "enterprise-own"}),
         _fixed("/flows/enterprises/{w.a}"), page=True),

@@ -116,9 +116,13 @@ def test_sigkill_mid_stream_loses_no_acknowledged_record(server: LedgerServer) -
     threads = [threading.Thread(target=stream) for _ in range(3)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
-    before = c.get("/api/v1/logs/evidence/checkpoints").json()
-    assert before and before[0]["anchor"] is not None, "anchoring ran before the crash"
+    # An anchored checkpoint before the crash (the newest one may still be awaiting its receipt).
+    deadline = time.monotonic() + 15
+    anchored: list[dict] = []
+    while not anchored and time.monotonic() < deadline:
+        time.sleep(0.25)
+        anchored = [cp for cp in c.get("/api/v1/logs/evidence/checkpoints").json() if cp["anchor"] is not None]
+    assert anchored, "anchoring ran before the crash"
     time.sleep(0.5)
     server.kill9()
     stop.set()
@@ -136,7 +140,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_record(server: LedgerServer) -
     assert flushed.status_code == 200, flushed.text
     new = flushed.json()[0]
     assert new["anchor"] is not None and new["treeSize"] > max(acked)
-    old = before[0]
+    old = anchored[0]
     proof = c.get("/api/v1/logs/evidence/consistency",
                   params={"first": old["treeSize"], "second": new["treeSize"]}).json()
     merkle.verify_consistency(old["treeSize"], new["treeSize"], [b64d(h) for h in proof["hashes"]],

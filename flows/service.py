@@ -244,7 +244,7 @@ class FlowBook:
             raise InvalidRecordError(f"expected a ScreeningPolicy, got {type(policy).__name__}", "policy")
         self.policy = policy or ScreeningPolicy()
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._beacon = beacon
+        self.beacon = beacon
         self._sqlite = engine.dialect.name == "sqlite"
         self._ph = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._lock = threading.RLock()
@@ -1031,9 +1031,9 @@ class FlowBook:
         return self.draw(draw_id)
 
     def _draw_beacon(self, row: Any) -> tuple[int | None, str | None]:
-        if self._beacon is None:
+        if self.beacon is None:
             return None, None
-        anchored = self._beacon(int(row.commit_log_index))
+        anchored = self.beacon(int(row.commit_log_index))
         if anchored is None:
             raise DrawStateError(f"the commitment of draw {row.id} (index {row.commit_log_index} of the "
                                  f"{FLOWS_LOG!r} log) is not anchored on the chain yet; the anchoring block's hash "

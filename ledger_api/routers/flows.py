@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -41,7 +40,7 @@ from evidence_ledger.flows.service import FlowBook
 from evidence_ledger.ledger.errors import NotAnchoredError
 
 from ..auth import ForbiddenError, Principal, Role, optional_principal, require
-from ..runtime import Runtime, anchor_beacon
+from ..runtime import Runtime
 from .pages import page
 
 router = APIRouter(tags=["flows"])
@@ -628,9 +627,8 @@ def reveal_draw(draw_id: str, request: Request, wait_s: Annotated[float, Query(
                 principal: Principal = Depends(require(A, MARKET))) -> dict:
     fb = book(request)
     commit_index = fb.draw(draw_id).commit_log_index
-    beacon = anchor_beacon(request.app.state.runtime.anchorer, "flows")
     deadline = time.monotonic() + wait_s
-    while beacon(commit_index) is None and time.monotonic() < deadline:
+    while fb.beacon is not None and fb.beacon(commit_index) is None and time.monotonic() < deadline:
         time.sleep(0.1)
     return out(fb.reveal_draw(draw_id))
 
@@ -648,7 +646,7 @@ def get_draw(draw_id: str, request: Request) -> dict:
 
 @router.get("/draws/{draw_id}/verify", summary="Recompute the draw on the server and list any problems (public)")
 def verify_draw(draw_id: str, request: Request) -> dict:
-    return draw_verdict(book(request), draw_id, anchor_beacon(request.app.state.runtime.anchorer, "flows"))
+    return draw_verdict(book(request), draw_id)
 
 
 def public_draw(fb: FlowBook, draw_id: str) -> dict:
@@ -659,8 +657,7 @@ def public_draw(fb: FlowBook, draw_id: str) -> dict:
             "verifyUrl": f"/api/v1/flows/draws/{d.id}/verify", "pageUrl": f"/flows/draws/{d.id}"}
 
 
-def draw_verdict(fb: FlowBook, draw_id: str,
-                 beacon: Callable[[int], tuple[int, str] | None] | None = None) -> dict:
+def draw_verdict(fb: FlowBook, draw_id: str) -> dict:
     """Before the reveal only the population can be checked against its committed digest; after
     it, the seed against the commitment and every selection, recomputed."""
     d = fb.draw(draw_id)
@@ -677,9 +674,12 @@ def draw_verdict(fb: FlowBook, draw_id: str,
     problems = draw_rules.verify_draw(d.commitment_hex, d.seed_hex, population, inspectors, ratios,
                                       per_enterprise, d.selections, population_hex=d.population_hex,
                                       beacon_hex=d.beacon_block_hash_hex)
-    if beacon is not None and d.beacon_block_hash_hex is not None:
-        anchored = beacon(d.commit_log_index)
-        if anchored is None or (anchored[0], anchored[1].lower().removeprefix("0x")) != (
+    if fb.beacon is not None and d.beacon_block_hash_hex is not None:
+        anchored = fb.beacon(d.commit_log_index)
+        if anchored is None:
+            problems.append(f"beacon: the anchor of the commitment (index {d.commit_log_index}) cannot be confirmed "
+                            "now (chain unavailable or anchor no longer recorded); the beacon is unchecked")
+        elif (anchored[0], anchored[1].lower().removeprefix("0x")) != (
                 d.beacon_block_number, d.beacon_block_hash_hex):
             problems.append(f"beacon: block {d.beacon_block_number} ({d.beacon_block_hash_hex}) is not the confirmed "
                             f"anchor of the commitment (index {d.commit_log_index}); the ledger has {anchored}")
@@ -711,7 +711,7 @@ def draw_page(draw_id: str, request: Request,
               principal: Principal | None = Depends(optional_principal)) -> HTMLResponse:
     fb = book(request)
     return page(request, "flows_draw.html", principal, d=public_draw(fb, draw_id),
-                verdict=draw_verdict(fb, draw_id, anchor_beacon(request.app.state.runtime.anchorer, "flows")),
+                verdict=draw_verdict(fb, draw_id),
                 recipe=(draw_rules.__doc__ or "").strip())
 
 

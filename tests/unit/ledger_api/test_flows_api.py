@@ -495,6 +495,16 @@ def test_draw_commit_reveal_verify_and_public_page(economy_api: dict) -> None:
     assert empty.status_code == 200 and "No draws for 2020-01 yet." in empty.text
     assert len(api.accesses()) == before  # public draw reads are not agency reads
     assert api.get("/api/v1/flows/draws").json()[0]["id"] == d["id"]
+    # A beacon swapped in the database is caught: it is not the commitment's anchor on the ledger.
+    from sqlalchemy import text
+
+    with api.client.app.state.runtime.engine.begin() as conn:
+        conn.execute(text("UPDATE flows_draws SET beacon_block_hash_hex = :h WHERE id = :i"),
+                     {"h": "ee" * 32, "i": d["id"]})
+    forged = api.get(f"/api/v1/flows/draws/{d['id']}/verify").json()
+    assert forged["valid"] is False
+    assert any(p.startswith(f"beacon: block {pub['beaconBlockNumber']} ({'ee' * 32}) is not the confirmed anchor")
+               for p in forged["problems"]), forged["problems"]
 
 
 def test_enterprise_page_shows_each_role_its_remit(economy_api: dict) -> None:
